@@ -1,0 +1,97 @@
+from django.contrib import admin
+
+from . import models as m
+
+
+class ReadOnlyAfterCreate(admin.ModelAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] if obj else []
+
+    def get_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] if obj else super().get_fields(request, obj)
+
+
+class MembershipInline(admin.TabularInline):
+    model = m.Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(m.Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "overlap", "comparison_k", "pending_cap", "lease_seconds", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+    raw_id_fields = ["created_by", "current_instructions"]
+
+
+@admin.register(m.Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["project", "user", "role"]
+    list_filter = ["role"]
+    raw_id_fields = ["project", "user"]
+
+
+@admin.register(m.InstructionVersion)
+class InstructionVersionAdmin(ReadOnlyAfterCreate):
+    # Published versions are immutable: the admin shows them read-only.
+    list_display = ["project", "number", "title", "published_at"]
+    raw_id_fields = ["project"]
+    fields = ["project", "title", "body"]
+
+    def save_model(self, request, obj, form, change):
+        # Adding through the admin publishes like the API does: next number, hash, current pointer.
+        from .services.instructions import publish_instructions
+
+        published = publish_instructions(project=obj.project, body=obj.body, title=obj.title, published_by=request.user)
+        obj.pk, obj.number = published.pk, published.number
+
+
+@admin.register(m.ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "backend", "base", "adapter_path", "created_at"]
+
+
+@admin.register(m.ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "file_name", "status", "rows_total", "tasks_created", "duplicates", "error_count"]
+    list_filter = ["status"]
+    raw_id_fields = ["project", "created_by"]
+
+
+class ReplyInline(admin.TabularInline):
+    model = m.CandidateReply
+    extra = 0
+    raw_id_fields = ["model_version", "parent", "created_by"]
+
+
+@admin.register(m.Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "state", "lease_count", "submission_count", "created_at"]
+    list_filter = ["kind", "state"]
+    raw_id_fields = ["project", "import_batch"]
+    inlines = [ReplyInline]
+    show_full_result_count = False  # counting a 1M-row table on every page view is slow
+
+
+@admin.register(m.CandidateReply)
+class CandidateReplyAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "source", "model_version", "for_ranking"]
+    list_filter = ["source"]
+    raw_id_fields = ["task", "model_version", "parent", "created_by"]
+
+
+@admin.register(m.Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "task", "annotator", "status", "expires_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["project", "task", "annotator", "instruction_version"]
+    show_full_result_count = False
+
+
+@admin.register(m.Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "task", "annotator", "kind", "status", "instruction_version", "created_at"]
+    list_filter = ["kind", "status"]
+    raw_id_fields = ["project", "task", "lease", "annotator", "instruction_version", "reply"]
+    show_full_result_count = False

@@ -1,0 +1,229 @@
+"""Explicit input and output shapes of the API. Inputs are validated here (types, sizes); the
+rules of the domain (who may, what a ranking must hold) are checked by the services."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import (
+    CandidateReply,
+    ImportBatch,
+    InstructionVersion,
+    Lease,
+    Membership,
+    Project,
+    Role,
+    Submission,
+    Task,
+    TaskKind,
+)
+from ..services.projects import SETTING_FIELDS
+
+
+# --- projects -------------------------------------------------------------------------------------
+class ProjectOut(serializers.ModelSerializer):
+    current_instructions = serializers.SerializerMethodField()
+    my_role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "created_at", "overlap", "comparison_k", "pending_cap",
+                  "lease_seconds", "drafts_n", "current_instructions", "my_role"]
+
+    def get_current_instructions(self, project) -> int | None:
+        v = project.current_instructions
+        return v.number if v else None
+
+    def get_my_role(self, project) -> str | None:
+        return self.context.get("roles", {}).get(project.pk)
+
+
+class ProjectSettingsIn(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = list(SETTING_FIELDS)
+        extra_kwargs = {f: {"required": False} for f in SETTING_FIELDS}
+
+
+class ProjectCreateIn(ProjectSettingsIn):
+    class Meta(ProjectSettingsIn.Meta):
+        extra_kwargs = {**ProjectSettingsIn.Meta.extra_kwargs, "name": {"required": True}}
+
+
+# --- members --------------------------------------------------------------------------------------
+class MemberOut(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(source="user.id")
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["user_id", "username", "role", "created_at"]
+
+
+class MemberIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberRoleIn(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+# --- instructions ---------------------------------------------------------------------------------
+class InstructionOut(serializers.ModelSerializer):
+    published_by = serializers.CharField(source="created_by.username")
+
+    class Meta:
+        model = InstructionVersion
+        fields = ["number", "title", "body", "body_sha256", "published_by", "published_at"]
+
+
+class InstructionIn(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    body = serializers.CharField(max_length=200_000, trim_whitespace=False)
+
+
+# --- imports --------------------------------------------------------------------------------------
+class ImportIn(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=False)
+    format = serializers.ChoiceField(choices=["jsonl", "csv"], required=False)
+    kind = serializers.ChoiceField(choices=TaskKind.choices, default=TaskKind.DEMONSTRATION)
+
+
+class ImportOut(serializers.ModelSerializer):
+    progress_rows = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = ImportBatch
+        fields = ["id", "file_name", "format", "default_kind", "status", "rows_total", "rows_done", "progress_rows",
+                  "tasks_created", "duplicates", "error_count", "errors", "created_at", "finished_at"]
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+class ReplyOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_version.name", default=None)
+
+    class Meta:
+        model = CandidateReply
+        fields = ["id", "content", "source", "model", "sampling_params", "parent", "for_ranking", "created_at"]
+
+
+class BlindReplyOut(serializers.ModelSerializer):
+    """What an annotator sees of a reply to rank: no source, no model name (no bias)."""
+
+    class Meta:
+        model = CandidateReply
+        fields = ["id", "content"]
+
+
+class DraftOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_version.name", default=None)
+
+    class Meta:
+        model = CandidateReply
+        fields = ["id", "content", "source", "model"]
+
+
+class TaskOut(serializers.ModelSerializer):
+    class Meta:
+        model = Task
+        fields = ["id", "kind", "state", "conversation", "metadata", "lease_count", "submission_count",
+                  "import_batch", "created_at"]
+
+
+class TaskDetailOut(TaskOut):
+    replies = ReplyOut(many=True)
+
+    class Meta(TaskOut.Meta):
+        fields = [*TaskOut.Meta.fields, "replies"]
+
+
+class TaskCountsOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_state = serializers.DictField(child=serializers.IntegerField())
+    by_kind = serializers.DictField(child=serializers.IntegerField())
+
+
+class LeaseTaskOut(serializers.ModelSerializer):
+    """A task as the annotator gets it: the conversation, plus the replies to rank (blind) or the
+    model drafts to start from. Nothing about other annotators or gold status."""
+
+    replies = serializers.SerializerMethodField()
+    drafts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "kind", "conversation", "replies", "drafts"]
+
+    def get_replies(self, task) -> list[dict]:
+        return BlindReplyOut([r for r in task.replies.all() if r.for_ranking], many=True).data
+
+    def get_drafts(self, task) -> list[dict]:
+        drafts = [r for r in task.replies.all() if not r.for_ranking and r.source == CandidateReply.Source.MODEL]
+        return DraftOut(drafts, many=True).data
+
+
+class LeaseOut(serializers.ModelSerializer):
+    task = LeaseTaskOut()
+    instruction_version = serializers.IntegerField(source="instruction_version.number")
+
+    class Meta:
+        model = Lease
+        fields = ["id", "status", "created_at", "expires_at", "instruction_version", "task"]
+
+
+class SkipIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class ReleaseIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class _SubmitBase(serializers.Serializer):
+    idempotency_key = serializers.CharField(max_length=100)
+    rationale = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="",
+                                      trim_whitespace=False)
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=7 * 86400 * 1000, required=False, default=0)
+    instruction_version = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+
+
+class DemonstrationIn(_SubmitBase):
+    text = serializers.CharField(max_length=50_000, trim_whitespace=False)
+    draft_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=32, required=False,
+                                      default=list)
+
+
+class RankingIn(_SubmitBase):
+    ranking = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=16),
+        min_length=1, max_length=16,
+    )
+    ratings = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=7)), required=False,
+        default=dict,
+    )
+    flags = serializers.DictField(child=serializers.ListField(child=serializers.CharField(max_length=32),
+                                                              max_length=8), required=False, default=dict)
+
+
+class SubmissionOut(serializers.ModelSerializer):
+    instruction_version = serializers.IntegerField(source="instruction_version.number")
+    annotator = serializers.CharField(source="annotator.username")
+    text = serializers.CharField(source="reply.content", default=None)
+
+    class Meta:
+        model = Submission
+        fields = ["id", "task", "lease", "kind", "annotator", "status", "instruction_version", "idempotency_key",
+                  "created_at", "time_spent_ms", "rationale", "text", "draft_sources", "ranking", "ratings", "flags"]
+
+
+class StatsOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    today = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    demonstrations = serializers.IntegerField()
+    comparisons = serializers.IntegerField()
+    median_time_ms = serializers.IntegerField(allow_null=True)
+    open_leases = serializers.IntegerField()
+    skipped = serializers.IntegerField()

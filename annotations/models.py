@@ -1,0 +1,284 @@
+"""The labelling domain: data and invariants only. Workflows live in ``annotations.services``."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    REVIEWER = "reviewer", "Reviewer"
+    ANNOTATOR = "annotator", "Annotator"
+    ENGINEER = "engineer", "ML engineer"
+
+
+class TaskKind(models.TextChoices):
+    DEMONSTRATION = "demonstration", "Demonstration"
+    COMPARISON = "comparison", "Comparison"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # How many different annotators must label each task.
+    overlap = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(50)])
+    # Replies per comparison task (K-wise ranking).
+    comparison_k = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(2), MaxValueValidator(9)])
+    # Open leases one annotator may hold in this project at once.
+    pending_cap = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(100)])
+    lease_seconds = models.PositiveIntegerField(default=1800, validators=[MinValueValidator(30), MaxValueValidator(7 * 86400)])
+    # Model drafts requested per prompt.
+    drafts_n = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(0), MaxValueValidator(16)])
+
+    current_instructions = models.ForeignKey(
+        "InstructionVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+class InstructionVersion(models.Model):
+    """One published version of a project's labelling instructions. Never edited once stored:
+    the model refuses updates and PostgreSQL has a trigger that does the same for raw SQL."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="instruction_versions")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=200, blank=True, help_text="What changed in this version.")
+    body = models.TextField()
+    body_sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "number"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="instructions_version_unique")]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.pop("_allow_update", False):
+            raise ValidationError("Published instruction versions are immutable; publish a new version instead.")
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.project} instructions v{self.number}"
+
+
+class ModelVersion(models.Model):
+    """A model that produced text: a base model, optionally with a LoRA adapter, at an endpoint.
+
+    It lives in the ground-floor app because every reply, critique and judgement names the model
+    that made it; ``models_service`` holds the code that talks to and trains models.
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="Name the server serves it under.")
+    base = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived")
+    base_model = models.CharField(max_length=500, blank=True, help_text="HF folder or hub id of the weights.")
+    adapter_path = models.CharField(max_length=500, blank=True)
+    endpoint = models.CharField(max_length=500, blank=True)
+    backend = models.CharField(max_length=32, default="vllm")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportBatch(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    file_name = models.CharField(max_length=255)
+    file = models.CharField(max_length=500, blank=True, help_text="Stored upload, relative to MEDIA_ROOT.")
+    format = models.CharField(max_length=8, choices=[("jsonl", "JSONL"), ("csv", "CSV")])
+    default_kind = models.CharField(max_length=16, choices=TaskKind.choices, default=TaskKind.DEMONSTRATION)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    tasks_created = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], first N only.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class Task(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "Open"  # a slot is free: can be leased
+        BUSY = "busy", "Busy"  # every slot is leased or submitted
+        DONE = "done", "Done"  # `overlap` submissions received
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    conversation = models.JSONField(help_text="[{role, content}], ending with a user turn.")
+    content_hash = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Counters kept by the lease and submit services in the same statement that changes them, so
+    # "next task" never counts rows.
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    lease_count = models.PositiveIntegerField(default=0)
+    submission_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="task_unique_content"),
+        ]
+        indexes = [
+            # Only tasks that still need work: keeps the next-task scan short at 1M rows.
+            models.Index(fields=["project", "id"], condition=Q(state="open"), name="task_open_idx"),
+            models.Index(fields=["project", "state"], name="task_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} task {self.pk}"
+
+    @property
+    def prompt(self) -> str:
+        for message in reversed(self.conversation or []):
+            if message.get("role") == "user":
+                return message.get("content", "")
+        return ""
+
+
+class CandidateReply(models.Model):
+    """A reply to a task's conversation: written by a person, drafted by a model, or a model draft
+    a person edited (``parent`` names the draft)."""
+
+    class Source(models.TextChoices):
+        HUMAN = "human"
+        MODEL = "model"
+        EDITED = "edited_draft"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="replies")
+    content = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="replies")
+    sampling_params = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="edits")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # True for the K replies an annotator ranks on a comparison task; drafts of a demonstration are
+    # offered as starting points instead.
+    for_ranking = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(source="model") | Q(model_version__isnull=False),
+                name="reply_model_named",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} reply {self.pk} to task {self.task_id}"
+
+
+class Lease(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUBMITTED = "submitted"
+        RELEASED = "released"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leases")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was skipped or released.")
+    # The instructions that were current when the task was handed out: what the annotator read.
+    instruction_version = models.ForeignKey("InstructionVersion", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Nobody gets the same task twice, whatever happened to the first lease. Led by the
+            # annotator, so "tasks I have had" is one index probe per candidate.
+            models.UniqueConstraint(fields=["annotator", "task"], name="lease_once_per_annotator"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "expires_at"], condition=Q(status="active"), name="lease_active_expiry_idx"),
+            models.Index(fields=["project", "annotator"], condition=Q(status="active"), name="lease_active_mine_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} of task {self.task_id} to {self.annotator_id} ({self.status})"
+
+
+class Submission(models.Model):
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="submissions")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="submissions")
+    lease = models.OneToOneField(Lease, on_delete=models.PROTECT, related_name="submission")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="submissions")
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    instruction_version = models.ForeignKey(InstructionVersion, on_delete=models.PROTECT, related_name="submissions")
+    idempotency_key = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    rationale = models.TextField(blank=True)
+
+    # demonstration
+    reply = models.OneToOneField(CandidateReply, null=True, blank=True, on_delete=models.PROTECT, related_name="submission")
+    draft_sources = models.JSONField(default=list, blank=True, help_text="[{reply_id, edit_distance}] for drafts used.")
+
+    # comparison: tie-groups of reply ids, best first, e.g. [[12], [10, 13], [11]]
+    ranking = models.JSONField(default=list, blank=True)
+    ratings = models.JSONField(default=dict, blank=True, help_text="{reply_id: {helpful, truthful, harmless}} 1-7")
+    flags = models.JSONField(default=dict, blank=True, help_text="{reply_id: [flag, ...]}")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "idempotency_key"], name="submission_idempotent"),
+        ]
+        indexes = [models.Index(fields=["project", "annotator", "created_at"], name="submission_mine_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} submission {self.pk}"
+
+
+FLAG_CHOICES = ("unsafe", "personal_data", "factually_wrong", "not_rankable")
+RATING_CRITERIA = ("helpful", "truthful", "harmless")

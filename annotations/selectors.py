@@ -1,0 +1,84 @@
+"""Reads of the labelling domain that are more than a ``.get()``."""
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from .models import CandidateReply, Lease, Membership, Project, Submission, Task
+
+# Allow-lists: anything a client may sort or filter by is named here, never passed through.
+TASK_ORDERING = {"id": ("id",), "-id": ("-id",), "created_at": ("created_at", "id"), "-created_at": ("-created_at", "-id")}
+TASK_FILTERS = ("kind", "state", "import_batch")
+
+
+def projects_for_user(user) -> QuerySet[Project]:
+    return Project.objects.filter(memberships__user=user).select_related("current_instructions").order_by("id")
+
+
+def membership(*, project_id: int, user) -> Membership | None:
+    return (
+        Membership.objects.select_related("project", "project__current_instructions")
+        .filter(project_id=project_id, user=user).first()
+    )
+
+
+def task_list(*, project: Project, filters: dict) -> QuerySet[Task]:
+    tasks = Task.objects.filter(project=project)
+    for key in TASK_FILTERS:
+        if filters.get(key) not in (None, ""):
+            tasks = tasks.filter(**{key: filters[key]})
+    return tasks
+
+
+def task_counts(*, project: Project) -> dict:
+    rows = Task.objects.filter(project=project).values("kind", "state").annotate(n=Count("id")).order_by()
+    counts = {"total": 0, "by_state": {s: 0 for s in Task.State.values}, "by_kind": {}}
+    for row in rows:
+        counts["total"] += row["n"]
+        counts["by_state"][row["state"]] += row["n"]
+        counts["by_kind"][row["kind"]] = counts["by_kind"].get(row["kind"], 0) + row["n"]
+    return counts
+
+
+def task_with_replies(*, task_id: int) -> Task:
+    replies = CandidateReply.objects.select_related("model_version").order_by("id")
+    return Task.objects.prefetch_related(Prefetch("replies", queryset=replies)).get(pk=task_id)
+
+
+def open_leases(*, project: Project, annotator) -> QuerySet[Lease]:
+    return Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE).order_by("id")
+
+
+def lease_for_annotator(*, project: Project, annotator, lease_id: int) -> Lease | None:
+    return Lease.objects.filter(project=project, annotator=annotator, pk=lease_id).first()
+
+
+def submissions_visible_to(*, project: Project, user, role: str) -> QuerySet[Submission]:
+    subs = Submission.objects.filter(project=project).select_related("instruction_version", "reply")
+    if role == "annotator":
+        subs = subs.filter(annotator=user)
+    return subs
+
+
+def annotator_stats(*, project: Project, annotator, now=None) -> dict:
+    now = now or timezone.now()
+    subs = Submission.objects.filter(project=project, annotator=annotator)
+    agg = subs.aggregate(
+        total=Count("id"),
+        today=Count("id", filter=Q(created_at__gte=now - timedelta(days=1))),
+        accepted=Count("id", filter=Q(status=Submission.Status.ACCEPTED)),
+        rejected=Count("id", filter=Q(status=Submission.Status.REJECTED)),
+        demonstrations=Count("id", filter=Q(kind="demonstration")),
+        comparisons=Count("id", filter=Q(kind="comparison")),
+    )
+    recent_times = list(subs.order_by("-id").values_list("time_spent_ms", flat=True)[:500])
+    leases = Lease.objects.filter(project=project, annotator=annotator)
+    return {
+        **agg,
+        "median_time_ms": int(statistics.median(recent_times)) if recent_times else None,
+        "open_leases": leases.filter(status=Lease.Status.ACTIVE).count(),
+        "skipped": leases.filter(status=Lease.Status.SKIPPED).count(),
+    }

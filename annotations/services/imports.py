@@ -1,0 +1,334 @@
+"""Importing prompts (and optional candidate replies) from JSONL or CSV.
+
+All-or-nothing per file: the rows are validated and inserted inside one transaction; if any row is
+bad, every error is reported with its line number and nothing from the file is stored. Exact
+duplicates (same kind, conversation and replies, within the file or already in the project) are
+skipped and counted, not errors. Rows stream through in chunks, so memory stays flat and a
+million-row file is practical.
+
+JSONL, one object per line:
+    {"prompt": "...", "kind": "demonstration", "category": "coding"}
+    {"conversation": [{"role": "user", "content": "..."}, ...], "kind": "comparison",
+     "replies": ["...", {"content": "...", "source": "model", "model": "my-model"}]}
+CSV, with a header: ``prompt`` (required), optional ``kind``, ``system``, any ``reply_*`` columns
+(candidate replies, empty cells ignored); every other column goes into the task's metadata.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from ..errors import ImportRejected, ImportRowError
+from ..models import CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
+
+CHUNK = 2000
+ROLES = {"system", "user", "assistant"}
+MAX_TURNS = 100
+MIN_RANKED, MAX_RANKED = 2, 9
+RESERVED = {"prompt", "conversation", "messages", "kind", "system", "replies", "metadata"}
+
+
+@dataclass
+class ParsedRow:
+    line: int
+    kind: str
+    conversation: list[dict]
+    replies: list[dict]
+    metadata: dict
+    content_hash: str = ""
+
+
+@dataclass
+class ImportResult:
+    rows_total: int = 0
+    tasks_created: int = 0
+    duplicates: int = 0
+    error_count: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+
+def progress_key(batch_id: int) -> str:
+    return f"import-progress:{batch_id}"
+
+
+def import_file(*, project: Project, stream: BinaryIO, fmt: str, default_kind: str = TaskKind.DEMONSTRATION,
+                size: int | None = None, batch: ImportBatch | None = None) -> ImportResult:
+    """Validate and store every row of ``stream`` or, if any row is bad, none of them."""
+    if fmt not in ("jsonl", "csv"):
+        raise ImportRejected(f"Unknown format {fmt!r}; use jsonl or csv.")
+    if default_kind not in TaskKind.values:
+        raise ImportRejected(f"Unknown task kind {default_kind!r}.")
+    if size is not None and size > settings.IMPORT_MAX_BYTES:
+        raise ImportRejected(f"The file is {size} bytes; the limit is {settings.IMPORT_MAX_BYTES}.")
+    rows = _jsonl_rows(stream, default_kind) if fmt == "jsonl" else _csv_rows(stream, default_kind)
+    result = ImportResult()
+    models: dict[str, ModelVersion] = {}
+    with transaction.atomic():
+        chunk: list[ParsedRow] = []
+        for item in rows:
+            result.rows_total += 1
+            if result.rows_total > settings.IMPORT_MAX_ROWS:
+                _record_error(result, ImportRowError(item.line, f"more than {settings.IMPORT_MAX_ROWS} rows"))
+                break
+            if isinstance(item, ImportRowError):
+                _record_error(result, item)
+                continue
+            if result.ok:  # once a row failed nothing will be kept: only validate the rest
+                chunk.append(item)
+                if len(chunk) >= CHUNK:
+                    _store_chunk(project, chunk, batch, models, result)
+                    chunk = []
+                    if batch is not None:
+                        cache.set(progress_key(batch.pk), result.rows_total, timeout=3600)
+        if chunk and result.ok:
+            _store_chunk(project, chunk, batch, models, result)
+        if not result.ok:
+            transaction.set_rollback(True)
+            result.tasks_created = 0
+            result.duplicates = 0
+    return result
+
+
+def run_import_batch(*, batch_id: int) -> ImportBatch:
+    """Process a stored upload (the Celery job calls this). Safe to run twice: a batch that already
+    finished is left alone, and an interrupted one stored nothing, so it simply runs again."""
+    from django.core.files.storage import default_storage
+
+    batch = ImportBatch.objects.select_related("project").get(pk=batch_id)
+    if batch.status in (ImportBatch.Status.DONE, ImportBatch.Status.FAILED):
+        return batch
+    ImportBatch.objects.filter(pk=batch.pk).update(status=ImportBatch.Status.RUNNING)
+    try:
+        with default_storage.open(batch.file, "rb") as stream:
+            result = import_file(project=batch.project, stream=stream, fmt=batch.format,
+                                 default_kind=batch.default_kind, batch=batch)
+    except ImportRejected as exc:
+        result = ImportResult(error_count=1, errors=[{"line": 0, "reason": exc.message}])
+    batch.status = ImportBatch.Status.DONE if result.ok else ImportBatch.Status.FAILED
+    batch.rows_total = batch.rows_done = result.rows_total
+    batch.tasks_created = result.tasks_created
+    batch.duplicates = result.duplicates
+    batch.error_count = result.error_count
+    batch.errors = result.errors
+    batch.finished_at = timezone.now()
+    batch.save()
+    cache.delete(progress_key(batch.pk))
+    return batch
+
+
+def _record_error(result: ImportResult, error: ImportRowError) -> None:
+    result.error_count += 1
+    if len(result.errors) < settings.IMPORT_MAX_ERRORS_REPORTED:
+        result.errors.append({"line": error.line, "reason": error.reason})
+
+
+def _store_chunk(project, chunk: list[ParsedRow], batch, models: dict, result: ImportResult) -> None:
+    unique: dict[str, ParsedRow] = {}
+    for row in chunk:
+        unique.setdefault(row.content_hash, row)
+    # Rows stored by earlier chunks of this same transaction are visible here too.
+    existing = set(
+        Task.objects.filter(project=project, content_hash__in=list(unique)).values_list("content_hash", flat=True)
+    )
+    fresh = [row for h, row in unique.items() if h not in existing]
+    result.duplicates += len(chunk) - len(fresh)
+    tasks = Task.objects.bulk_create([
+        Task(project=project, kind=row.kind, conversation=row.conversation, content_hash=row.content_hash,
+             metadata=row.metadata, import_batch=batch)
+        for row in fresh
+    ])
+    replies = []
+    for task, row in zip(tasks, fresh, strict=True):
+        for reply in row.replies:
+            model = None
+            if reply["source"] == CandidateReply.Source.MODEL:
+                name = reply["model"]
+                if name not in models:
+                    models[name], _ = ModelVersion.objects.get_or_create(name=name, defaults={"backend": "external"})
+                model = models[name]
+            replies.append(CandidateReply(task=task, content=reply["content"], source=reply["source"],
+                                          model_version=model, for_ranking=row.kind == TaskKind.COMPARISON))
+    CandidateReply.objects.bulk_create(replies, batch_size=CHUNK)
+    result.tasks_created += len(tasks)
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+def _text(stream: BinaryIO) -> io.TextIOWrapper:
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _jsonl_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | ImportRowError]:
+    line_no = 0
+    for raw in stream:
+        line_no += 1
+        try:
+            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError:
+            yield ImportRowError(line_no, "not valid UTF-8")
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield ImportRowError(line_no, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield ImportRowError(line_no, "each line must be a JSON object")
+            continue
+        yield _parse_row(line_no, obj, default_kind)
+
+
+def _csv_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | ImportRowError]:
+    text = _text(stream)
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except (UnicodeDecodeError, csv.Error) as exc:
+        yield ImportRowError(1, f"unreadable header ({exc})")
+        return
+    header = [h.strip() for h in header]
+    if "prompt" not in header and "conversation" not in header:
+        yield ImportRowError(1, "the header needs a 'prompt' column")
+        return
+    if len(set(header)) != len(header):
+        yield ImportRowError(1, "the header repeats a column name")
+        return
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            yield ImportRowError(start, "not valid UTF-8")
+            return  # the decoder cannot resynchronise; the error stops the file
+        except csv.Error as exc:
+            yield ImportRowError(start, f"malformed CSV ({exc})")
+            return
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield ImportRowError(start, f"expected {len(header)} columns, found {len(values)}")
+            continue
+        record = dict(zip(header, values, strict=True))
+        obj: dict = {"metadata": {}}
+        replies = []
+        for key, value in record.items():
+            if key.startswith("reply_"):
+                if value.strip():
+                    replies.append(value)
+            elif key == "conversation":
+                try:
+                    obj["conversation"] = json.loads(value) if value.strip() else None
+                except json.JSONDecodeError:
+                    yield ImportRowError(start, "the conversation column is not valid JSON")
+                    break
+            elif key in RESERVED:
+                if value.strip():
+                    obj[key] = value
+            elif value != "":
+                obj["metadata"][key] = value
+        else:
+            if replies:
+                obj["replies"] = replies
+            yield _parse_row(start, obj, default_kind)
+
+
+def _parse_row(line: int, obj: dict, default_kind: str) -> ParsedRow | ImportRowError:
+    try:
+        return _validate(line, obj, default_kind)
+    except ImportRowError as exc:
+        return exc
+
+
+def _check_text(line: int, value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ImportRowError(line, f"{what} must be a non-empty string")
+    if len(value) > settings.IMPORT_MAX_FIELD_CHARS:
+        raise ImportRowError(line, f"{what} is longer than {settings.IMPORT_MAX_FIELD_CHARS} characters")
+    if "\x00" in value:
+        raise ImportRowError(line, f"{what} contains a NUL character")
+    return value
+
+
+def _validate(line: int, obj: dict, default_kind: str) -> ParsedRow:
+    kind = obj.get("kind") or default_kind
+    if kind not in TaskKind.values:
+        raise ImportRowError(line, f"kind must be one of {', '.join(TaskKind.values)}, not {kind!r}")
+    conversation = obj.get("conversation", obj.get("messages"))
+    if conversation is not None and "prompt" in obj:
+        raise ImportRowError(line, "give either 'prompt' or 'conversation', not both")
+    if conversation is None:
+        if "prompt" not in obj:
+            raise ImportRowError(line, "missing 'prompt' (or 'conversation')")
+        conversation = [{"role": "user", "content": _check_text(line, obj["prompt"], "prompt")}]
+    if not isinstance(conversation, list) or not conversation:
+        raise ImportRowError(line, "conversation must be a non-empty list of {role, content} messages")
+    if len(conversation) > MAX_TURNS:
+        raise ImportRowError(line, f"conversation has more than {MAX_TURNS} messages")
+    clean = []
+    for i, message in enumerate(conversation, 1):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise ImportRowError(line, f"message {i} must be an object with exactly 'role' and 'content'")
+        role = message.get("role")
+        if role not in ROLES:
+            raise ImportRowError(line, f"message {i} has role {role!r}; expected system, user or assistant")
+        if role == "system" and i != 1:
+            raise ImportRowError(line, f"message {i}: a system message may only come first")
+        clean.append({"role": role, "content": _check_text(line, message.get("content"), f"message {i} content")})
+    if obj.get("system"):
+        if clean[0]["role"] == "system":
+            raise ImportRowError(line, "give the system prompt either in 'system' or in the conversation")
+        clean.insert(0, {"role": "system", "content": _check_text(line, obj["system"], "system")})
+    if clean[-1]["role"] != "user":
+        raise ImportRowError(line, "the conversation must end with a user message (the turn to reply to)")
+
+    raw_replies = obj.get("replies") or []
+    if not isinstance(raw_replies, list):
+        raise ImportRowError(line, "replies must be a list")
+    replies = []
+    for i, reply in enumerate(raw_replies, 1):
+        if isinstance(reply, str):
+            reply = {"content": reply}
+        if not isinstance(reply, dict) or set(reply) - {"content", "source", "model"}:
+            raise ImportRowError(line, f"reply {i} must be a string or an object with content, source, model")
+        source = reply.get("source") or ("model" if reply.get("model") else "human")
+        if source not in (CandidateReply.Source.HUMAN, CandidateReply.Source.MODEL):
+            raise ImportRowError(line, f"reply {i} source must be 'human' or 'model'")
+        if source == "model" and not (isinstance(reply.get("model"), str) and reply["model"].strip()):
+            raise ImportRowError(line, f"reply {i} comes from a model: name it in 'model'")
+        replies.append({"content": _check_text(line, reply.get("content"), f"reply {i}"), "source": source,
+                        "model": (reply.get("model") or "").strip()[:200]})
+    if kind == TaskKind.COMPARISON and not MIN_RANKED <= len(replies) <= MAX_RANKED:
+        raise ImportRowError(line, f"a comparison needs {MIN_RANKED} to {MAX_RANKED} replies, found {len(replies)}")
+
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = {**metadata, **{k: v for k, v in obj.items() if k not in RESERVED}}
+    if len(json.dumps(metadata)) > settings.IMPORT_MAX_FIELD_CHARS:
+        raise ImportRowError(line, "metadata is too large")
+    row = ParsedRow(line=line, kind=kind, conversation=clean, replies=replies, metadata=metadata)
+    row.content_hash = content_hash(kind, clean, [r["content"] for r in replies])
+    return row
+
+
+def content_hash(kind: str, conversation: list[dict], replies: list[str]) -> str:
+    canonical = json.dumps([kind, conversation, replies], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
