@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
@@ -113,11 +113,13 @@ class MemberDetailView(ProjectScopedView):
 
     @extend_schema(request=s.MemberRoleIn, responses=s.MemberOut)
     def patch(self, request, project_id, user_id):
+        user = self._user(user_id)  # an unknown id is 404 before any body is looked at
         data = s.MemberRoleIn(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = projects.set_member(project=self.project, user=self._user(user_id), role=data.validated_data["role"])
+        membership = projects.set_member(project=self.project, user=user, role=data.validated_data["role"])
         return Response(s.MemberOut(membership).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, project_id, user_id):
         projects.remove_member(project=self.project, user=self._user(user_id))
         return Response(status=204)
@@ -312,7 +314,8 @@ class _LeaseActionView(ProjectScopedView):
 class SubmitView(_LeaseActionView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=s.DemonstrationIn | s.RankingIn, responses={201: s.SubmissionOut, 200: s.SubmissionOut})
+    @extend_schema(request=PolymorphicProxySerializer(
+        component_name="SubmitIn", serializers=[s.DemonstrationIn, s.RankingIn], resource_type_field_name=None), responses={201: s.SubmissionOut, 200: s.SubmissionOut})
     def post(self, request, lease_id, project_id):
         lease = self._lease(request, lease_id)
         kind = lease.task.kind

@@ -5,7 +5,7 @@ CREATE = """
 CREATE OR REPLACE FUNCTION annotations_instructions_immutable() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'published instruction versions are immutable (version %% of project %%)',
-        OLD.number, OLD.project_id;
+        OLD.number, OLD.project_id USING ERRCODE = 'restrict_violation';
 END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS annotations_instructions_immutable ON annotations_instructionversion;
