@@ -48,3 +48,22 @@ def api():
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process for the whole session, on the test database."""
+    from django.conf import settings
+    from django.db import connection
+
+    from labelstudio_app.celery import app
+
+    from .processes import CeleryWorker, database_url
+
+    with django_db_blocker.unblock():
+        db = database_url(connection.settings_dict)
+    app.control.purge()  # nothing left over from an earlier, interrupted run
+    worker = CeleryWorker(database=db, redis_url=settings.REDIS_URL,
+                          log_path=tmp_path_factory.mktemp("celery") / "worker.log").start()
+    yield worker
+    worker.stop()

@@ -118,6 +118,9 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
                                  default_kind=batch.default_kind, batch=batch)
     except ImportRejected as exc:
         result = ImportResult(error_count=1, errors=[{"line": 0, "reason": exc.message}])
+    except FileNotFoundError:
+        # Retrying cannot bring a lost upload back: end the batch with the reason.
+        result = ImportResult(error_count=1, errors=[{"line": 0, "reason": "the uploaded file is missing from storage"}])
     batch.status = ImportBatch.Status.DONE if result.ok else ImportBatch.Status.FAILED
     batch.rows_total = batch.rows_done = result.rows_total
     batch.tasks_created = result.tasks_created

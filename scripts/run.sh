@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's "run the product" command: builds what is missing, migrates, loads the demo project
+# and runs web + worker + beat in the foreground. Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=$(bash scripts/bootstrap.sh)
+export PATH="$VENV/bin:$PATH"
+export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-labelstudio_app.settings.dev}"
+export PORT="${PORT:-8000}"
+bash scripts/services.sh --optional || true
+
+python scripts/ensure_database.py
+python manage.py migrate --noinput
+python manage.py collectstatic --noinput -v 0
+python manage.py load_demo
+
+echo
+echo "Labelwork on http://127.0.0.1:$PORT/  (API docs: /api/docs/, admin: /admin/). Ctrl-C stops everything."
+exec honcho -f Procfile.dev start
