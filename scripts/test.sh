@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 VENV=$(bash scripts/bootstrap.sh)
 export PATH="$VENV/bin:$PATH"
 bash scripts/services.sh
+bash scripts/system_packages.sh
 exec python -m pytest "$@"

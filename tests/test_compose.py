@@ -1,0 +1,24 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docker_compose_file_is_valid():
+    # The test command installs Debian's docker-compose, which validates the file offline.
+    assert shutil.which("docker-compose"), "docker-compose missing: scripts/system_packages.sh installs it"
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_the_services_and_health_checks():
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
+    for name in ("web", "worker", "beat", "postgres", "redis"):
+        assert "healthcheck" in services[name], name
+    # one image for web, worker and beat
+    assert len({services[n]["image"] for n in ("web", "worker", "beat")}) == 1
