@@ -99,7 +99,7 @@ if REDIS_URL:
 else:
     notice("Redis not reachable on 127.0.0.1:6379 - Celery uses the filesystem broker under var/broker")
     broker_dir = VAR_DIR / "broker"
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                           "LOCATION": str(VAR_DIR / "cache")}}
@@ -108,6 +108,7 @@ else:
         "data_folder_in": str(broker_dir / "in"),
         "data_folder_out": str(broker_dir / "in"),
         "processed_folder": str(broker_dir / "processed"),
+        "control_folder": str(broker_dir / "control"),  # kombu's default is the working directory
     }
     CELERY_RESULT_BACKEND = None
 

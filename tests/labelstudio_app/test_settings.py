@@ -69,6 +69,7 @@ def test_without_postgres_and_redis_dev_falls_back_to_sqlite_and_a_filesystem_br
             time.sleep(0.3)
         text = log.read_text()
         assert "Task annotations.expire_leases" in text and "succeeded" in text, text[-2000:]
+        assert not (ROOT / "control").exists()  # broker files stay under var/
     finally:
         worker.terminate()
         worker.wait(30)
