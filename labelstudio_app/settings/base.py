@@ -198,7 +198,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind"},
+    "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind",
+                            "ModelJobKindEnum": "models_service.models.ModelJob.Kind"},
 }
 
 # --- product limits -----------------------------------------------------------------------------
@@ -215,10 +216,22 @@ MODEL_API_KEY = env.str("MODEL_API_KEY", default="")
 MODEL_NAME = env.str("MODEL_NAME", default="smollm2-135m-instruct")
 MODEL_PATH = env.str("MODEL_PATH", default="")
 LSW_CACHE = env.str("LSW_CACHE", default=str(Path.home() / ".cache" / "labelwork"))
+MODEL_PORT = env.int("MODEL_PORT", default=8001)
+MODEL_MAX_CONTEXT = env.int("MODEL_MAX_CONTEXT", default=4096)
+# Requests in flight to the model server from one drafting job: enough for vLLM to batch.
+DRAFT_CONCURRENCY = env.int("DRAFT_CONCURRENCY", default=16)
+DRAFT_TEMPERATURE = env.float("DRAFT_TEMPERATURE", default=0.8)
+DRAFT_TOP_P = env.float("DRAFT_TOP_P", default=0.95)
+DRAFT_MAX_TOKENS = env.int("DRAFT_MAX_TOKENS", default=256)
+CRITIQUE_ON_SUBMIT = env.bool("CRITIQUE_ON_SUBMIT", default=True)
+CRITIQUE_ATTEMPTS = env.int("CRITIQUE_ATTEMPTS", default=3)
+CRITIQUE_MAX_TOKENS = env.int("CRITIQUE_MAX_TOKENS", default=640)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # one line per model request drowns the worker log
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -23,3 +23,6 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None
+
+# Submissions in unrelated tests must not queue critiques; the model tests turn it on.
+CRITIQUE_ON_SUBMIT = False

@@ -5,9 +5,8 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.urls import URLPattern
+from django.urls import URLPattern, URLResolver, get_resolver
 
-from annotations.api import urls as api_urls
 from annotations.api.views import ProjectScopedView
 from annotations.models import Role
 from annotations.services.leases import lease_next_task
@@ -32,24 +31,38 @@ def world():
     from annotations.models import ImportBatch
 
     batch = ImportBatch.objects.create(project=a, file_name="f.jsonl", format="jsonl", created_by=a.created_by)
+    from annotations.models import ModelVersion
+    from models_service.models import ModelJob
+
+    job = ModelJob.objects.create(project=a, kind="drafting", model_version=ModelVersion.objects.create(name="m"))
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": lease.task_id, "lease_id": lease.pk, "submission_id": submission.pk,
-           "import_id": batch.pk, "number": 1, "user_id": annotator.pk}
+           "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk}
     return {"a": a, "b": b, "ids": ids, "annotator": annotator}
+
+
+def all_routes(resolver=None, prefix=""):
+    """Every (route, callback) of the whole URLconf, includes flattened."""
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from all_routes(entry, prefix + str(entry.pattern))
+        else:
+            assert isinstance(entry, URLPattern)
+            yield prefix + str(entry.pattern), entry.callback
 
 
 def project_routes():
     routes = []
-    for pattern in api_urls.urlpatterns:
-        assert isinstance(pattern, URLPattern)
-        view = pattern.callback.view_class
-        if issubclass(view, ProjectScopedView):
-            routes.append((str(pattern.pattern), view))
+    for route, callback in all_routes():
+        view = getattr(callback, "view_class", None)
+        if view is not None and issubclass(view, ProjectScopedView):
+            routes.append((route, view))
+    assert len(routes) > 20
     return routes
 
 
 def fill(route: str, ids: dict) -> str:
-    path = "/api/" + route
+    path = "/" + route
     for key, value in ids.items():
         path = path.replace(f"<int:{key}>", str(value))
     assert "<" not in path, f"test does not know how to fill {route}"
@@ -62,9 +75,8 @@ def call(client, method, path):
 
 def test_every_project_route_is_a_project_scoped_view():
     scoped = {route for route, _ in project_routes()}
-    for pattern in api_urls.urlpatterns:
-        route = str(pattern.pattern)
-        if "<int:project_id>" in route:
+    for route, _callback in all_routes():
+        if "<int:project_id>" in route and route.startswith("api/"):
             assert route in scoped, f"{route} bypasses the project-scoped base class"
 
 
@@ -91,7 +103,8 @@ def test_object_ids_of_project_a_are_not_found_through_project_b(api, world):
     b_admin = world["b"].created_by
     ids = {**world["ids"], "project_id": world["b"].pk}
     for route, view in project_routes():
-        if not any(f"<int:{k}>" in route for k in ("task_id", "lease_id", "submission_id", "import_id", "user_id")):
+        if not any(f"<int:{k}>" in route for k in ("task_id", "lease_id", "submission_id", "import_id", "user_id",
+                                                   "job_id")):
             continue
         path = fill(route, ids)
         for method in view.roles:
@@ -120,13 +133,15 @@ def test_each_role_gets_403_exactly_where_the_view_denies_it(api, world):
 @pytest.mark.parametrize(
     "role, method, route, expected",
     [
-        (Role.ANNOTATOR, "post", "projects/<int:project_id>/instructions/", 403),
-        (Role.ANNOTATOR, "post", "projects/<int:project_id>/imports/", 403),
-        (Role.ANNOTATOR, "get", "projects/<int:project_id>/tasks/", 403),
-        (Role.ANNOTATOR, "patch", "projects/<int:project_id>/", 403),
-        (Role.ENGINEER, "post", "projects/<int:project_id>/next/", 403),
-        (Role.REVIEWER, "post", "projects/<int:project_id>/members/", 403),
-        (Role.ANNOTATOR, "post", "projects/<int:project_id>/next/", 201),
+        (Role.ANNOTATOR, "post", "api/projects/<int:project_id>/instructions/", 403),
+        (Role.ANNOTATOR, "post", "api/projects/<int:project_id>/imports/", 403),
+        (Role.ANNOTATOR, "get", "api/projects/<int:project_id>/tasks/", 403),
+        (Role.ANNOTATOR, "patch", "api/projects/<int:project_id>/", 403),
+        (Role.ENGINEER, "post", "api/projects/<int:project_id>/next/", 403),
+        (Role.REVIEWER, "post", "api/projects/<int:project_id>/members/", 403),
+        (Role.ANNOTATOR, "post", "api/projects/<int:project_id>/model-jobs/", 403),
+        (Role.ANNOTATOR, "get", "api/projects/<int:project_id>/submissions/<int:submission_id>/critiques/", 403),
+        (Role.ANNOTATOR, "post", "api/projects/<int:project_id>/next/", 201),
     ],
 )
 def test_role_rules_that_matter(api, world, role, method, route, expected):

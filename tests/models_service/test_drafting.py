@@ -1,0 +1,96 @@
+import pytest
+
+from annotations.models import CandidateReply, Task
+from models_service.drafting import build_comparisons, draft_task, run_drafting
+from models_service.models import ModelJob
+from tests.factories import ReplyFactory, TaskFactory
+
+from .fake_server import FakeModelServer, chat, status
+
+pytestmark = pytest.mark.django_db
+
+
+def drafting_job(project, version, **params):
+    return ModelJob.objects.create(project=project, kind="drafting", model_version=version, params=params)
+
+
+def test_job_drafts_n_per_task_with_model_and_sampling(project, model_at):
+    tasks = TaskFactory.create_batch(5, project=project)
+    with FakeModelServer([chat("draft one", "draft two", tokens=3)]) as server:
+        version = model_at(server)
+        job = run_drafting(job_id=drafting_job(project, version, n=2, temperature=0.7, max_tokens=64).pk)
+    assert (job.status, job.total, job.done, job.failed, job.skipped) == ("done", 5, 5, 0, 0)
+    assert job.completion_tokens == 30
+    assert all(r["max_tokens"] == 64 and r["n"] == 2 and r["temperature"] == 0.7 for r in server.requests)
+    for task in tasks:
+        drafts = list(task.replies.all())
+        assert [d.content for d in drafts] == ["draft one", "draft two"]
+        assert all(d.source == "model" and d.model_version == version and not d.for_ranking for d in drafts)
+        assert drafts[0].sampling_params["max_tokens"] == 64 and drafts[0].sampling_params["finish_reason"] == "stop"
+
+
+def test_rerun_never_duplicates_drafts(project, model_at):
+    TaskFactory.create_batch(3, project=project)
+    with FakeModelServer([chat("d1", "d2")]) as server:
+        version = model_at(server)
+        run_drafting(job_id=drafting_job(project, version, n=2).pk)
+        again = run_drafting(job_id=drafting_job(project, version, n=2).pk)
+    assert (again.done, again.skipped) == (0, 3)
+    assert CandidateReply.objects.count() == 6 and len(server.requests) == 3
+
+
+def test_partial_drafts_are_topped_up(project, model_at):
+    task = TaskFactory(project=project)
+    with FakeModelServer([chat("only one"), chat("x", "y")]) as server:
+        version = model_at(server)
+        ReplyFactory(task=task, source="model", model_version=version, content="existing")
+        run_drafting(job_id=drafting_job(project, version, n=3).pk)
+    assert server.requests[0]["n"] == 2
+    assert task.replies.count() == 3
+
+
+def test_server_errors_fail_items_and_the_job_keeps_the_reason(project, model_at, settings):
+    TaskFactory.create_batch(2, project=project)
+    with FakeModelServer([status(400, "model does not exist")]) as server:
+        job = run_drafting(job_id=drafting_job(project, model_at(server), n=1).pk)
+    assert (job.status, job.done, job.failed) == ("failed", 0, 2)
+    assert "model does not exist" in job.error and CandidateReply.objects.count() == 0
+
+
+def test_finished_or_cancelled_jobs_do_not_run_again(project, model_at):
+    TaskFactory(project=project)
+    with FakeModelServer([chat("d")]) as server:
+        version = model_at(server)
+        job = drafting_job(project, version, n=1)
+        ModelJob.objects.filter(pk=job.pk).update(status="cancelled")
+        assert run_drafting(job_id=job.pk).status == "cancelled"
+    assert server.requests == []
+
+
+def test_only_demonstrations_of_the_selected_batch_are_drafted(project, model_at):
+    chosen, other = TaskFactory(project=project), TaskFactory(project=project)
+    with FakeModelServer([chat("d")]) as server:
+        run_drafting(job_id=drafting_job(project, model_at(server), n=1, task_ids=[chosen.pk]).pk)
+    assert chosen.replies.count() == 1 and other.replies.count() == 0
+
+
+def test_draft_task_synchronously(project, model_at):
+    task = TaskFactory(project=project)
+    with FakeModelServer([chat("a", "b")]) as server:
+        drafts = draft_task(task=task, model_version=model_at(server), n=2)
+    assert [d.content for d in drafts] == ["a", "b"]
+
+
+def test_comparisons_are_assembled_from_drafts_and_human_replies(project, model_at):
+    task = TaskFactory(project=project, metadata={"category": "qa"})
+    with FakeModelServer([chat("m1", "m2", "m2")]) as server:
+        version = model_at(server)
+        draft_task(task=task, model_version=version, n=3)
+    human = ReplyFactory(task=task, source="human", content="written by a person")
+    assert build_comparisons(project=project, k=3) == 1
+    assert build_comparisons(project=project, k=3) == 0  # idempotent
+    comparison = Task.objects.get(project=project, kind="comparison")
+    replies = list(comparison.replies.order_by("id"))
+    assert [r.content for r in replies] == ["written by a person", "m1", "m2"]  # duplicate text dropped
+    assert all(r.for_ranking for r in replies) and replies[0].parent_id == human.pk
+    assert replies[1].model_version == version and comparison.metadata["source_task"] == task.pk
