@@ -8,4 +8,8 @@ VENV=$(bash scripts/bootstrap.sh)
 export PATH="$VENV/bin:$PATH"
 bash scripts/services.sh
 bash scripts/system_packages.sh
+# The model tests run the real vLLM CPU server: its own venv and the converted bundled model,
+# both cached under ~/.cache/labelwork and rebuilt only when missing.
+export LSW_VLLM_PYTHON="$(bash scripts/vllm_venv.sh | tail -n 1)/bin/python"
+python -m models_service.model_files prepare >/dev/null
 exec python -m pytest "$@"

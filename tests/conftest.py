@@ -67,3 +67,28 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
                           log_path=tmp_path_factory.mktemp("celery") / "worker.log").start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """The real vLLM CPU server with the bundled model, once per session. The test command builds
+    its venv and converts the model beforehand (both cached outside the checkout)."""
+    from urllib.parse import urlparse
+
+    from django.conf import settings
+
+    from models_service.model_files import prepare_model
+    from models_service.vllm_server import VllmServer, default_python
+
+    python = default_python()
+    assert python.exists(), f"vLLM venv missing ({python}): run `bash scripts/vllm_venv.sh` (make test does)"
+    server = VllmServer(prepare_model(), port=urlparse(settings.MODEL_BASE_URL).port, python=python,
+                        served_model_name=settings.MODEL_NAME, enforce_eager=True,
+                        max_model_len=settings.MODEL_MAX_CONTEXT,
+                        log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+    server.start()
+    try:
+        server.wait_ready(timeout=600)
+        yield server
+    finally:
+        server.stop()

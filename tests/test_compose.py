@@ -17,8 +17,16 @@ def test_compose_has_the_services_and_health_checks():
 
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = spec["services"]
-    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
-    for name in ("web", "worker", "beat", "postgres", "redis"):
+    assert {"web", "worker", "beat", "postgres", "redis", "vllm"} <= set(services)
+    for name in ("web", "worker", "beat", "postgres", "redis", "vllm"):
         assert "healthcheck" in services[name], name
     # one image for web, worker and beat
     assert len({services[n]["image"] for n in ("web", "worker", "beat")}) == 1
+
+
+def test_vllm_service_reserves_a_gpu_and_enables_lora():
+    import yaml
+
+    vllm = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["vllm"]
+    assert vllm["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "--enable-lora" in vllm["command"]

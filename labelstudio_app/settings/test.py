@@ -26,3 +26,10 @@ STATIC_ROOT = None
 
 # Submissions in unrelated tests must not queue critiques; the model tests turn it on.
 CRITIQUE_ON_SUBMIT = False
+
+# The session's vLLM server (tests/integration/test_vllm_models.py) listens here; the Celery
+# worker process reads the same settings.
+MODEL_BACKEND = "vllm"
+MODEL_BASE_URL = env.str("TEST_MODEL_BASE_URL", default="http://127.0.0.1:8011/v1")
+MODEL_NAME = "smollm2-135m-instruct"
+MODEL_PATH = ""
