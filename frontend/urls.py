@@ -1,10 +1,20 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import labelling, staff, views
+
+P = "projects/<int:project_id>/"
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(P + "start/", views.start_labelling, name="start"),
+    path(P + "label/<int:lease_id>/", labelling.label, name="label"),
+    path(P + "instructions/ack/", labelling.acknowledge_instructions, name="instructions-ack"),
+    path(P + "submissions/", staff.submission_list, name="submissions"),
+    path(P + "instructions/", staff.instructions_editor, name="instructions"),
+    path(P + "settings/", staff.project_settings, name="project-settings"),
+    path(P + "imports/", staff.imports, name="imports"),
+    path(P + "imports/<int:import_id>/", staff.import_detail, name="import-detail-page"),
 ]

@@ -1,21 +1,55 @@
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from annotations import selectors
+from annotations.errors import DomainError
 from annotations.models import Membership
+from annotations.permissions import ADMINS, LABELLERS, STAFF
+from annotations.services import leases
+
+from .access import membership_or_404
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10
 
 
 @login_required
 def home(request):
-    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
-    projects = [(p, roles.get(p.pk)) for p in selectors.projects_for_user(request.user)]
-    return render(request, "frontend/home.html", {"projects": projects})
+    memberships = {m.project_id: m for m in Membership.objects.filter(user=request.user)}
+    rows = []
+    for project in selectors.projects_for_user(request.user):
+        role = memberships[project.pk].role
+        rows.append({
+            "project": project,
+            "role": role,
+            "stats": selectors.annotator_stats(project=project, annotator=request.user) if role in LABELLERS else None,
+            "can_label": role in LABELLERS,
+            "is_staff": role in STAFF,
+            "is_admin": role in ADMINS,
+        })
+    return render(request, "frontend/home.html", {"rows": rows})
+
+
+@login_required
+@require_POST
+def start_labelling(request, project_id: int):
+    """Resume my oldest open lease or, when I hold none, lease the next task. Resuming first means
+    a reload, a second tab or a crash never strands work that is autosaved in the browser."""
+    membership = membership_or_404(request, project_id, LABELLERS)
+    project = membership.project
+    lease = selectors.open_leases(project=project, annotator=request.user).first()
+    if lease is None:
+        try:
+            lease = leases.lease_next_task(project=project, annotator=request.user)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("home")
+    return redirect("label", project_id=project.pk, lease_id=lease.pk)
 
 
 class ThrottledLoginView(auth_views.LoginView):

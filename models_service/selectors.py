@@ -4,8 +4,6 @@ from __future__ import annotations
 import itertools
 import math
 
-from scipy.stats import kendalltau
-
 from annotations.models import ModelVersion, Project, Submission, TaskKind
 
 from .models import AIRanking, Critique
@@ -30,6 +28,8 @@ def compare_rankings(ai: list[list], human: list[list]) -> dict:
             ai_ties += 1
         elif (a[x] < a[y]) == (h[x] < h[y]):
             agree += 1
+    from scipy.stats import kendalltau  # heavy import: only when agreement is computed
+
     tau = kendalltau([a[i] for i in ids], [h[i] for i in ids]).statistic if len(ids) >= 2 else math.nan
     return {"strict_pairs": strict, "agree": agree, "ai_ties": ai_ties, "tau": tau}
 

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django import forms
+
+from annotations.models import Project, Role, TaskKind
+from annotations.services.instructions import MAX_INSTRUCTIONS_CHARS
+
+SETTINGS_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n")
+
+
+class ProjectSettingsForm(forms.ModelForm):
+    """Shapes and field limits only; update_project_settings applies the change and its rules."""
+
+    class Meta:
+        model = Project
+        fields = list(SETTINGS_FIELDS)
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        help_texts = {
+            "overlap": "Different annotators per task.",
+            "comparison_k": "Replies per comparison task.",
+            "pending_cap": "Open tasks one annotator may hold.",
+            "lease_seconds": "Time an annotator has for one task.",
+            "drafts_n": "Model drafts requested per prompt.",
+        }
+
+    def _post_clean(self):
+        # Model validation runs in the service, inside its transaction; don't run it twice.
+        pass
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+
+
+class InstructionsForm(forms.Form):
+    title = forms.CharField(max_length=200, required=False, label="What changed",
+                            widget=forms.TextInput(attrs={"placeholder": "e.g. Clarified how to rank refusals"}))
+    body = forms.CharField(max_length=MAX_INSTRUCTIONS_CHARS, strip=False,
+                           widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "true"}))
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(allow_empty_file=False, help_text="JSONL (one object per line) or CSV with a header.")
+    format = forms.ChoiceField(choices=[("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False)
+    kind = forms.ChoiceField(choices=TaskKind.choices, initial=TaskKind.DEMONSTRATION, label="Default task kind")

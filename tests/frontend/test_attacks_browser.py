@@ -1,0 +1,86 @@
+"""Every attack case from shared/data/attacks.jsonl, stored as conversation text, model drafts,
+replies to rank, instructions (and their diff) and a rationale, renders inert in the browser:
+no dialog, no request to another host, the title unchanged, no javascript: link."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from annotations.models import Role
+from annotations.services import leases, submissions
+from annotations.services.instructions import publish_instructions
+from frontend.models import InstructionAcknowledgement
+
+from .conftest import attack_texts, comparison_task, demonstration_task
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def watch(page):
+    seen = {"dialogs": [], "hosts": set()}
+
+    def on_dialog(dialog):
+        seen["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("request", lambda request: seen["hosts"].add(urlsplit(request.url).hostname)
+            if request.url.startswith(("http:", "https:", "ws:", "wss:")) else None)
+    return seen
+
+
+def assert_inert(page, title: str):
+    assert page.title() == title
+    hrefs = page.eval_on_selector_all("[href], [src], [action], [formaction]",
+                                      "els => els.flatMap(e => ['href', 'src', 'action', 'formaction']"
+                                      ".map(a => e.getAttribute(a)).filter(Boolean))")
+    assert not [h for h in hrefs if h.strip().lower().replace("\t", "").startswith(("javascript:", "vbscript:"))]
+    assert page.locator("iframe, object, embed, svg script, main style").count() == 0
+    ours = page.eval_on_selector_all("script", "els => els.map(e => e.getAttribute('src'))")
+    assert all(src and src.startswith("/static/") for src in ours), ours
+    assert page.locator("main").is_visible()  # a <style> payload did not hide the page
+
+
+def test_attack_cases_render_inert(page, live_server, labeller, logged_in, member):
+    project, user = labeller
+    attacks = attack_texts()
+    # I confirmed v1; v2 (the attacks) is current, so the panel renders it and the banner diffs it.
+    InstructionAcknowledgement.objects.create(user=user, project=project, version=project.current_instructions)
+    short = attack_texts(max_chars=4000)  # instructions, replies and rationales have length limits
+    publish_instructions(project=project, body="\n\n".join(short), published_by=project.created_by,
+                         title=attacks[0])
+    project.refresh_from_db()
+    turns = [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(attacks)]
+    demonstration_task(project, prompt=attacks[1], drafts=attacks[:8])
+    from annotations.models import Task
+    Task.objects.filter(project=project).update(conversation=[*turns, {"role": "user", "content": attacks[0]}])
+    comparison_task(project, replies=attacks[:9], conversation=turns[:-1] + [{"role": "user", "content": "?"}])
+    demo_lease = leases.lease_next_task(project=project, annotator=user)
+    comp_lease = leases.lease_next_task(project=project, annotator=user)
+
+    seen = watch(logged_in(user))
+    for lease in (demo_lease, comp_lease):
+        page.goto(f"{live_server.url}/projects/{project.pk}/label/{lease.pk}/")
+        page.wait_for_selector("#label-app[data-ready]")
+        assert page.locator("#instructions-banner .diff .d-add").count() >= len(attacks) // 2
+        assert "⟨U+202E⟩" in page.locator(".instructions-panel .md").inner_text()
+        assert "⟨U+200B⟩" in page.locator(".conversation").inner_text()
+        title = "Demonstration" if lease is demo_lease else "Comparison"
+        assert_inert(page, f"{title} · {project.name} · Labelwork")
+    assert page.locator(".reply").count() == 9
+
+    # Reviewers read rationales and replies in the submissions list; admins edit instructions.
+    submissions.submit_demonstration(lease_id=demo_lease.pk, annotator=user, idempotency_key="k1",
+                                     text="\n".join(short), rationale="\n".join(short))
+    admin = project.created_by
+    page.context.clear_cookies()
+    logged_in(admin)
+    page.goto(f"{live_server.url}/projects/{project.pk}/submissions/")
+    assert_inert(page, f"Submissions · {project.name} · Labelwork")
+    page.goto(f"{live_server.url}/projects/{project.pk}/instructions/?diff=2")
+    page.get_by_role("button", name="Preview").click()
+    assert_inert(page, f"Instructions · {project.name} · Labelwork")
+
+    assert seen["dialogs"] == []
+    assert seen["hosts"] <= {"127.0.0.1", "localhost"}, seen["hosts"]

@@ -1,0 +1,148 @@
+"""Screenshots of the main pages at 1280x800 into docs/screenshots/. Not part of the normal run:
+LW_SCREENSHOTS=1 pytest tests/frontend/test_screenshots.py"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from annotations.models import ImportBatch, Role
+from annotations.services import leases, submissions
+from annotations.services.instructions import publish_instructions
+from frontend.models import InstructionAcknowledgement
+
+from ..factories import MembershipFactory, ProjectFactory, UserFactory
+from .conftest import comparison_task, demonstration_task
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not os.environ.get("LW_SCREENSHOTS"), reason="set LW_SCREENSHOTS=1 to take screenshots"),
+]
+OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+INSTRUCTIONS_V1 = """# Support assistant: reply guidelines
+
+Write the reply an expert, friendly support agent would send.
+
+## Always
+- Answer the question that was asked first, then add what the user needs next.
+- Use numbered steps for procedures; keep each step to one action.
+- Say plainly when you are not sure, and how the user can check.
+
+## Never
+- Invent order numbers, prices or policies.
+- Ask for passwords or full card numbers.
+
+## Ranking comparisons
+Rank by **helpfulness** first, then truthfulness, then tone. Use a tie when two replies are
+equally good; flag replies that are unsafe or contain personal data.
+"""
+INSTRUCTIONS_V2 = INSTRUCTIONS_V1.replace(
+    "- Ask for passwords or full card numbers.",
+    "- Ask for passwords or full card numbers.\n- Promise refunds: link to the refund policy instead.",
+).replace("then tone.", "then tone. A correct refusal beats a confident wrong answer.")
+
+PROMPT = ("I ordered a standing desk two weeks ago and the tracking page still says \"label created\". "
+          "Is my order lost? I need it before the end of the month.")
+DRAFTS = (
+    "I'm sorry for the wait! \"Label created\" means the seller has prepared the shipment but the carrier hasn't "
+    "scanned it yet. Here's what you can do:\n\n1. Check the estimated delivery date in your order details.\n"
+    "2. If there's been no scan for 5 business days, contact the seller from the order page.\n"
+    "3. If you need it by a fixed date, ask the seller whether they can upgrade the shipping.",
+    "Your order is probably not lost. Large items like desks often ship from a warehouse that batches "
+    "pickups, so the status can stay at \"label created\" for several days. If nothing changes within a "
+    "week, request a replacement or refund.",
+    "Unfortunately it looks like your package was lost. I have issued a full refund to your card ending in 4242.",
+)
+REPLIES = (
+    "Yes — if tracking hasn't updated in two weeks, the parcel may be stuck. Contact the seller and ask them to "
+    "open a carrier trace; most sellers will reship or refund after a trace.",
+    "Tracking that stays on \"label created\" usually means the carrier never picked the parcel up. Ask the seller "
+    "to confirm the pickup date. If they can't, you can request a cancellation from your order page.",
+    "Lost orders happen. Please send me your full card number and billing address so I can verify your identity.",
+    "Don't worry, it will arrive tomorrow.",
+)
+
+
+def shoot(page, name):
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / f"{name}.png"))
+
+
+def test_screenshots(page, live_server, logged_in):
+    admin = UserFactory(username="maria")
+    sam = UserFactory(username="sam")
+    project = ProjectFactory(name="Support assistant · SFT round 3", created_by=admin, instructions=INSTRUCTIONS_V1,
+                             description="Demonstrations and 4-way comparisons for the support model.")
+    MembershipFactory(project=project, user=sam, role=Role.ANNOTATOR)
+    for name, role in (("lee", Role.REVIEWER), ("ana", Role.ANNOTATOR), ("kim", Role.ENGINEER)):
+        MembershipFactory(project=project, user=UserFactory(username=name), role=role)
+    other = ProjectFactory(name="Safety red-team comparisons", created_by=admin)
+    MembershipFactory(project=other, user=sam, role=Role.REVIEWER)
+    InstructionAcknowledgement.objects.create(user=sam, project=project, version=project.current_instructions)
+
+    # Some finished work for the stats and the submissions list.
+    for i in range(3):
+        demonstration_task(project, prompt=f"How do I change the delivery address of order {i}?",
+                           drafts=(f"Open Orders, pick order {i}, then choose Change address.",))
+        lease = leases.lease_next_task(project=project, annotator=sam)
+        submissions.submit_demonstration(
+            lease_id=lease.pk, annotator=sam, idempotency_key=f"shot-{i}", time_spent_ms=41_000 + 9_000 * i,
+            text=f"Open **Orders**, select order {i} and choose *Change address*. Changes are possible until the "
+                 "parcel ships.", rationale="Draft was right but missed the shipping cut-off.")
+    publish_instructions(project=project, body=INSTRUCTIONS_V2, published_by=admin, title="Refund promises")
+    project.refresh_from_db()
+    demonstration_task(project, prompt=PROMPT, drafts=DRAFTS)
+    comparison_task(project, replies=REPLIES, conversation=[{"role": "user", "content": PROMPT}])
+    ImportBatch.objects.create(project=project, file_name="support-prompts-2024-06.jsonl", format="jsonl",
+                               status="done", rows_total=1250, rows_done=1250, tasks_created=1231, duplicates=19,
+                               created_by=admin, finished_at=timezone.now())
+    ImportBatch.objects.create(project=project, file_name="escalations.csv", format="csv", status="failed",
+                               rows_total=310, rows_done=310, error_count=2, created_by=admin,
+                               errors=[{"line": 14, "reason": "prompt is empty"},
+                                       {"line": 202, "reason": "kind must be demonstration or comparison"}],
+                               finished_at=timezone.now())
+
+    logged_in(sam).goto(live_server.url + "/")
+    shoot(page, "home")
+
+    page.get_by_role("button", name="Start labelling").first.click()
+    page.wait_for_selector("#label-app[data-ready]")
+    page.locator(".draft").first.get_by_role("button", name="Use").click()
+    page.locator("#reply-text").type("\n\nI can't see your order from here, but the seller can.")
+    page.locator("#instructions-banner details").evaluate("d => d.open = true")
+    shoot(page, "demonstration")
+
+    page.evaluate("localStorage.clear()")
+    lease = leases.lease_next_task(project=project, annotator=sam)
+    page.goto(f"{live_server.url}/projects/{project.pk}/label/{lease.pk}/")
+    page.wait_for_selector("#label-app[data-ready]")
+    for key in ("j", "1", "j", "1", "j", "4", "j", "3"):
+        page.keyboard.press(key)
+    first = page.locator(".reply").first
+    first.locator("select[data-criterion=helpful]").select_option("6")
+    first.locator("select[data-criterion=truthful]").select_option("7")
+    first.locator("select[data-criterion=harmless]").select_option("7")
+    page.locator(".reply").nth(2).locator("input[data-flag=factually_wrong]").check()
+    page.fill("#rationale", "A and B give the same correct advice; D promises a date nobody can know.")
+    page.locator(".reply").nth(1).focus()
+    shoot(page, "comparison")
+    page.keyboard.press("?")
+    shoot(page, "shortcuts")
+
+    page.context.clear_cookies()
+    logged_in(admin)
+    page.goto(f"{live_server.url}/projects/{project.pk}/submissions/")
+    shoot(page, "submissions")
+    page.goto(f"{live_server.url}/projects/{project.pk}/instructions/?diff=2")
+    shoot(page, "instructions")
+    page.goto(f"{live_server.url}/projects/{project.pk}/settings/")
+    shoot(page, "settings")
+    page.goto(f"{live_server.url}/projects/{project.pk}/imports/")
+    shoot(page, "imports")
+    failed = ImportBatch.objects.get(file_name="escalations.csv")
+    page.goto(f"{live_server.url}/projects/{project.pk}/imports/{failed.pk}/")
+    shoot(page, "import-report")
