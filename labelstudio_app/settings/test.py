@@ -31,5 +31,5 @@ CRITIQUE_ON_SUBMIT = False
 # worker process reads the same settings.
 MODEL_BACKEND = "vllm"
 MODEL_BASE_URL = env.str("TEST_MODEL_BASE_URL", default="http://127.0.0.1:8011/v1")
-MODEL_NAME = "smollm2-135m-instruct"
+MODEL_NAME = env.str("TEST_MODEL_NAME", default="smollm2-135m-instruct")
 MODEL_PATH = ""

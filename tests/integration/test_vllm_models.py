@@ -37,13 +37,13 @@ def drafted(vllm_server, celery_worker_process, api, project, admin_user):
     return job
 
 
-def test_drafting_job_stores_n_drafts_per_prompt(drafted, project):
+def test_drafting_job_stores_n_drafts_per_prompt(drafted, project, settings):
     assert (drafted.status, drafted.total, drafted.done, drafted.failed) == ("done", 8, 8, 0), drafted.error
     assert drafted.completion_tokens > 0
     for task in Task.objects.filter(project=project):
         drafts = list(task.replies.filter(source=CandidateReply.Source.MODEL))
         assert len(drafts) == 2 and all(d.content.strip() for d in drafts)
-        assert all(d.model_version.name == "smollm2-135m-instruct" for d in drafts)
+        assert all(d.model_version.name == settings.MODEL_NAME for d in drafts)
         assert drafts[0].sampling_params["max_tokens"] == 48
 
 
