@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..errors import ImportRejected, ImportRowError
@@ -36,6 +36,10 @@ ROLES = {"system", "user", "assistant"}
 MAX_TURNS = 100
 MIN_RANKED, MAX_RANKED = 2, 9
 RESERVED = {"prompt", "conversation", "messages", "kind", "system", "replies", "metadata"}
+# Looked up once: Django's TextChoices.values builds a new list on every access (it showed up as
+# ~15 % of a million-row import in the profile).
+KINDS = frozenset(TaskKind.values)
+HUMAN, MODEL = CandidateReply.Source.HUMAN.value, CandidateReply.Source.MODEL.value
 
 
 @dataclass
@@ -74,7 +78,8 @@ def import_file(*, project: Project, stream: BinaryIO, fmt: str, default_kind: s
         raise ImportRejected(f"Unknown task kind {default_kind!r}.")
     if size is not None and size > settings.IMPORT_MAX_BYTES:
         raise ImportRejected(f"The file is {size} bytes; the limit is {settings.IMPORT_MAX_BYTES}.")
-    rows = _jsonl_rows(stream, default_kind) if fmt == "jsonl" else _csv_rows(stream, default_kind)
+    max_chars = settings.IMPORT_MAX_FIELD_CHARS
+    rows = (_jsonl_rows if fmt == "jsonl" else _csv_rows)(stream, default_kind, max_chars)
     result = ImportResult()
     models: dict[str, ModelVersion] = {}
     with transaction.atomic():
@@ -149,24 +154,64 @@ def _store_chunk(project, chunk: list[ParsedRow], batch, models: dict, result: I
     )
     fresh = [row for h, row in unique.items() if h not in existing]
     result.duplicates += len(chunk) - len(fresh)
+    if not fresh:
+        return
+    for row in fresh:
+        for reply in row.replies:
+            name = reply["model"]
+            if reply["source"] == CandidateReply.Source.MODEL and name not in models:
+                models[name], _ = ModelVersion.objects.get_or_create(name=name, defaults={"backend": "external"})
+    if connection.vendor == "postgresql":
+        _copy_chunk(project, fresh, batch, models)
+    else:
+        _bulk_create_chunk(project, fresh, batch, models)
+    result.tasks_created += len(fresh)
+
+
+def _reply_rows(task_id: int, row: ParsedRow, models: dict):
+    for reply in row.replies:
+        model = models[reply["model"]] if reply["source"] == CandidateReply.Source.MODEL else None
+        yield task_id, reply, model
+
+
+def _copy_chunk(project, rows: list[ParsedRow], batch, models: dict) -> None:
+    """PostgreSQL COPY: about 8x faster than Django's bulk INSERT here (measured in
+    bench/import_tasks.py). Ids come from the table's sequence first, so replies can point at
+    their tasks without reading anything back."""
+    now = timezone.now()
+    task_table, reply_table = Task._meta.db_table, CandidateReply._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{task_table}', 'id')) "
+                       "FROM generate_series(1, %s)", [len(rows)])
+        ids = [r[0] for r in cursor.fetchall()]
+        raw = cursor.cursor  # the psycopg 3 cursor underneath Django's wrapper
+        columns = ("id, project_id, kind, conversation, content_hash, metadata, import_batch_id, created_at, "
+                   "state, lease_count, submission_count")
+        with raw.copy(f"COPY {task_table} ({columns}) FROM STDIN") as copy:
+            for task_id, row in zip(ids, rows, strict=True):
+                copy.write_row((task_id, project.pk, row.kind, json.dumps(row.conversation), row.content_hash,
+                                json.dumps(row.metadata), batch.pk if batch else None, now, Task.State.OPEN, 0, 0))
+        if any(row.replies for row in rows):
+            columns = "task_id, content, source, model_version_id, sampling_params, for_ranking, created_at"
+            with raw.copy(f"COPY {reply_table} ({columns}) FROM STDIN") as copy:
+                for task_id, row in zip(ids, rows, strict=True):
+                    for _, reply, model in _reply_rows(task_id, row, models):
+                        copy.write_row((task_id, reply["content"], reply["source"], model.pk if model else None,
+                                        "{}", row.kind == TaskKind.COMPARISON, now))
+
+
+def _bulk_create_chunk(project, rows: list[ParsedRow], batch, models: dict) -> None:
     tasks = Task.objects.bulk_create([
         Task(project=project, kind=row.kind, conversation=row.conversation, content_hash=row.content_hash,
              metadata=row.metadata, import_batch=batch)
-        for row in fresh
+        for row in rows
     ])
-    replies = []
-    for task, row in zip(tasks, fresh, strict=True):
-        for reply in row.replies:
-            model = None
-            if reply["source"] == CandidateReply.Source.MODEL:
-                name = reply["model"]
-                if name not in models:
-                    models[name], _ = ModelVersion.objects.get_or_create(name=name, defaults={"backend": "external"})
-                model = models[name]
-            replies.append(CandidateReply(task=task, content=reply["content"], source=reply["source"],
-                                          model_version=model, for_ranking=row.kind == TaskKind.COMPARISON))
-    CandidateReply.objects.bulk_create(replies, batch_size=CHUNK)
-    result.tasks_created += len(tasks)
+    CandidateReply.objects.bulk_create([
+        CandidateReply(task=task, content=reply["content"], source=reply["source"], model_version=model,
+                       for_ranking=row.kind == TaskKind.COMPARISON)
+        for task, row in zip(tasks, rows, strict=True)
+        for _, reply, model in _reply_rows(task.pk, row, models)
+    ], batch_size=CHUNK)
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -175,7 +220,7 @@ def _text(stream: BinaryIO) -> io.TextIOWrapper:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _jsonl_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | ImportRowError]:
+def _jsonl_rows(stream: BinaryIO, default_kind: str, max_chars: int) -> Iterator[ParsedRow | ImportRowError]:
     line_no = 0
     for raw in stream:
         line_no += 1
@@ -194,10 +239,10 @@ def _jsonl_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | Imp
         if not isinstance(obj, dict):
             yield ImportRowError(line_no, "each line must be a JSON object")
             continue
-        yield _parse_row(line_no, obj, default_kind)
+        yield _parse_row(line_no, obj, default_kind, max_chars)
 
 
-def _csv_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | ImportRowError]:
+def _csv_rows(stream: BinaryIO, default_kind: str, max_chars: int) -> Iterator[ParsedRow | ImportRowError]:
     text = _text(stream)
     reader = csv.reader(text)
     try:
@@ -252,29 +297,29 @@ def _csv_rows(stream: BinaryIO, default_kind: str) -> Iterator[ParsedRow | Impor
         else:
             if replies:
                 obj["replies"] = replies
-            yield _parse_row(start, obj, default_kind)
+            yield _parse_row(start, obj, default_kind, max_chars)
 
 
-def _parse_row(line: int, obj: dict, default_kind: str) -> ParsedRow | ImportRowError:
+def _parse_row(line: int, obj: dict, default_kind: str, max_chars: int) -> ParsedRow | ImportRowError:
     try:
-        return _validate(line, obj, default_kind)
+        return _validate(line, obj, default_kind, max_chars)
     except ImportRowError as exc:
         return exc
 
 
-def _check_text(line: int, value, what: str) -> str:
+def _check_text(line: int, value, what: str, max_chars: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ImportRowError(line, f"{what} must be a non-empty string")
-    if len(value) > settings.IMPORT_MAX_FIELD_CHARS:
-        raise ImportRowError(line, f"{what} is longer than {settings.IMPORT_MAX_FIELD_CHARS} characters")
+    if len(value) > max_chars:
+        raise ImportRowError(line, f"{what} is longer than {max_chars} characters")
     if "\x00" in value:
         raise ImportRowError(line, f"{what} contains a NUL character")
     return value
 
 
-def _validate(line: int, obj: dict, default_kind: str) -> ParsedRow:
+def _validate(line: int, obj: dict, default_kind: str, max_chars: int) -> ParsedRow:
     kind = obj.get("kind") or default_kind
-    if kind not in TaskKind.values:
+    if kind not in KINDS:
         raise ImportRowError(line, f"kind must be one of {', '.join(TaskKind.values)}, not {kind!r}")
     conversation = obj.get("conversation", obj.get("messages"))
     if conversation is not None and "prompt" in obj:
@@ -282,7 +327,7 @@ def _validate(line: int, obj: dict, default_kind: str) -> ParsedRow:
     if conversation is None:
         if "prompt" not in obj:
             raise ImportRowError(line, "missing 'prompt' (or 'conversation')")
-        conversation = [{"role": "user", "content": _check_text(line, obj["prompt"], "prompt")}]
+        conversation = [{"role": "user", "content": _check_text(line, obj["prompt"], "prompt", max_chars)}]
     if not isinstance(conversation, list) or not conversation:
         raise ImportRowError(line, "conversation must be a non-empty list of {role, content} messages")
     if len(conversation) > MAX_TURNS:
@@ -296,11 +341,12 @@ def _validate(line: int, obj: dict, default_kind: str) -> ParsedRow:
             raise ImportRowError(line, f"message {i} has role {role!r}; expected system, user or assistant")
         if role == "system" and i != 1:
             raise ImportRowError(line, f"message {i}: a system message may only come first")
-        clean.append({"role": role, "content": _check_text(line, message.get("content"), f"message {i} content")})
+        content = _check_text(line, message.get("content"), f"message {i} content", max_chars)
+        clean.append({"role": role, "content": content})
     if obj.get("system"):
         if clean[0]["role"] == "system":
             raise ImportRowError(line, "give the system prompt either in 'system' or in the conversation")
-        clean.insert(0, {"role": "system", "content": _check_text(line, obj["system"], "system")})
+        clean.insert(0, {"role": "system", "content": _check_text(line, obj["system"], "system", max_chars)})
     if clean[-1]["role"] != "user":
         raise ImportRowError(line, "the conversation must end with a user message (the turn to reply to)")
 
@@ -314,18 +360,18 @@ def _validate(line: int, obj: dict, default_kind: str) -> ParsedRow:
         if not isinstance(reply, dict) or set(reply) - {"content", "source", "model"}:
             raise ImportRowError(line, f"reply {i} must be a string or an object with content, source, model")
         source = reply.get("source") or ("model" if reply.get("model") else "human")
-        if source not in (CandidateReply.Source.HUMAN, CandidateReply.Source.MODEL):
+        if source not in (HUMAN, MODEL):
             raise ImportRowError(line, f"reply {i} source must be 'human' or 'model'")
         if source == "model" and not (isinstance(reply.get("model"), str) and reply["model"].strip()):
             raise ImportRowError(line, f"reply {i} comes from a model: name it in 'model'")
-        replies.append({"content": _check_text(line, reply.get("content"), f"reply {i}"), "source": source,
+        replies.append({"content": _check_text(line, reply.get("content"), f"reply {i}", max_chars), "source": source,
                         "model": (reply.get("model") or "").strip()[:200]})
     if kind == TaskKind.COMPARISON and not MIN_RANKED <= len(replies) <= MAX_RANKED:
         raise ImportRowError(line, f"a comparison needs {MIN_RANKED} to {MAX_RANKED} replies, found {len(replies)}")
 
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     metadata = {**metadata, **{k: v for k, v in obj.items() if k not in RESERVED}}
-    if len(json.dumps(metadata)) > settings.IMPORT_MAX_FIELD_CHARS:
+    if metadata and len(json.dumps(metadata)) > max_chars:
         raise ImportRowError(line, "metadata is too large")
     row = ParsedRow(line=line, kind=kind, conversation=clean, replies=replies, metadata=metadata)
     row.content_hash = content_hash(kind, clean, [r["content"] for r in replies])
