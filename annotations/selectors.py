@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from .models import CandidateReply, Lease, Membership, Project, Submission, Task
+from .models import CandidateReply, Lease, Membership, Project, Review, Submission, Task
 
 # Allow-lists: anything a client may sort or filter by is named here, never passed through.
 TASK_ORDERING = {"id": ("id",), "-id": ("-id",), "created_at": ("created_at", "id"), "-created_at": ("-created_at", "-id")}
@@ -82,3 +82,21 @@ def annotator_stats(*, project: Project, annotator, now=None) -> dict:
         "open_leases": leases.filter(status=Lease.Status.ACTIVE).count(),
         "skipped": leases.filter(status=Lease.Status.SKIPPED).count(),
     }
+
+
+def review_queue(*, project: Project, reviewer) -> QuerySet[Submission]:
+    """Submissions waiting for a decision, oldest first; never the reviewer's own."""
+    return (Submission.objects.filter(project=project, status=Submission.Status.SUBMITTED)
+            .exclude(annotator=reviewer).select_related("task", "reply", "annotator", "instruction_version")
+            .order_by("id"))
+
+
+def latest_review(*, submission: Submission) -> Review | None:
+    return submission.reviews.select_related("reviewer", "fixed_reply").order_by("-id").first()
+
+
+def returned_to_me(*, project: Project, annotator) -> QuerySet[Review]:
+    """Rejections of my work with the reviewers' reasons, newest first."""
+    return (Review.objects.filter(submission__project=project, submission__annotator=annotator,
+                                  decision=Review.Decision.REJECT)
+            .select_related("submission", "submission__task", "reviewer").order_by("-id"))

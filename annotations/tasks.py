@@ -13,3 +13,4 @@ def process_import(batch_id: int) -> str:
 @shared_task(name="annotations.expire_leases")
 def expire_leases() -> int:
     return reclaim_expired_leases()
+from .exports.tasks import build_snapshot_task  # noqa: E402,F401  (Celery autodiscovery)

@@ -50,6 +50,15 @@ def instruction_context(*, project, user, base_version: InstructionVersion) -> d
     return {"instructions": shown, "instruction_banner": banner}
 
 
+def ranking_order(replies, lease_id: int) -> list:
+    """The replies to rank in the order the annotator of ``lease_id`` saw them (A, B, C...): blind
+    and in a per-lease order, so position does not favour the same reply for everyone. The review
+    page uses the same order, so a rationale that says "A" means the same reply there."""
+    to_rank = sorted((r for r in replies if r.for_ranking), key=lambda r: r.pk)
+    random.Random(lease_id).shuffle(to_rank)
+    return to_rank
+
+
 @login_required
 def label(request, project_id: int, lease_id: int):
     membership = membership_or_404(request, project_id, LABELLERS)
@@ -66,9 +75,7 @@ def label(request, project_id: int, lease_id: int):
     task = selectors.task_with_replies(task_id=lease.task_id)
     replies = list(task.replies.all())
     drafts = [r for r in replies if not r.for_ranking and r.source == CandidateReply.Source.MODEL]
-    to_rank = [r for r in replies if r.for_ranking]
-    # Blind and in a per-lease order, so position does not favour the same reply for everyone.
-    random.Random(lease.pk).shuffle(to_rank)
+    to_rank = ranking_order(replies, lease.pk)
     letters = string.ascii_uppercase
     context = {
         "project": project,

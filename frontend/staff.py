@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 from annotations import selectors
 from annotations.errors import DomainError
 from annotations.models import ImportBatch, Role, Submission, TaskKind
-from annotations.permissions import ADMINS
+from annotations.permissions import ADMINS, STAFF
 from annotations.services import imports as import_service
 from annotations.services import instructions as instruction_service
 from annotations.services import projects as project_service
@@ -33,6 +33,7 @@ from .rendering import line_diff, render_markdown
 User = get_user_model()
 REVIEWERS = frozenset({Role.ADMIN, Role.REVIEWER})
 IMPORT_READERS = frozenset({Role.ADMIN, Role.ENGINEER})
+JOB_RUNNERS = frozenset({Role.ADMIN, Role.ENGINEER})
 PAGE_SIZE = 50
 
 
@@ -208,4 +209,22 @@ def import_detail(request, project_id: int, import_id: int):
     return render(request, "frontend/import_detail.html", {
         "project": project, "membership": membership, "batch": batch, "progress_rows": progress,
         "finished": batch.status in (ImportBatch.Status.DONE, ImportBatch.Status.FAILED),
+    })
+
+
+@login_required
+def model_jobs(request, project_id: int):
+    """Drafting and judging jobs with live progress. The page renders the list once; jobs.js polls
+    ``GET /api/projects/<id>/model-jobs/`` every 2 s and starts or cancels jobs through the same
+    API, so the rules (who may, which parameters) live there."""
+    from models_service.models import ModelJob
+
+    membership = membership_or_404(request, project_id, STAFF)
+    project = membership.project
+    jobs = ModelJob.objects.filter(project=project).select_related("model_version")[:100]
+    return render(request, "frontend/jobs.html", {
+        "project": project, "membership": membership, "jobs": jobs,
+        "can_run": membership.role in JOB_RUNNERS,
+        "api_base": f"/api/projects/{project.pk}/model-jobs/",
+        "default_n": project.drafts_n or 1, "default_max_tokens": settings.DRAFT_MAX_TOKENS,
     })

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import labelling, staff, views
+from . import labelling, review, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -13,6 +13,8 @@ urlpatterns = [
     path(P + "label/<int:lease_id>/", labelling.label, name="label"),
     path(P + "instructions/ack/", labelling.acknowledge_instructions, name="instructions-ack"),
     path(P + "submissions/", staff.submission_list, name="submissions"),
+    path(P + "review/", review.review, name="review"),
+    path(P + "jobs/", staff.model_jobs, name="model-jobs-page"),
     path(P + "instructions/", staff.instructions_editor, name="instructions"),
     path(P + "settings/", staff.project_settings, name="project-settings"),
     path(P + "imports/", staff.imports, name="imports"),

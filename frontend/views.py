@@ -14,6 +14,7 @@ from annotations.permissions import ADMINS, LABELLERS, STAFF
 from annotations.services import leases
 
 from .access import membership_or_404
+from .review import REVIEWERS, returned_rows
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10
 
@@ -31,6 +32,8 @@ def home(request):
             "can_label": role in LABELLERS,
             "is_staff": role in STAFF,
             "is_admin": role in ADMINS,
+            "can_review": role in REVIEWERS,
+            "returned": returned_rows(project=project, annotator=request.user) if role in LABELLERS else [],
         })
     return render(request, "frontend/home.html", {"rows": rows})
 

@@ -9,6 +9,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("annotations.api.urls")),
     path("api/", include("models_service.urls")),
+    path("api/", include("annotations.exports.urls")),
+    path("api/", include("models_service.finetune.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("frontend.urls")),

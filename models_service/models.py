@@ -108,3 +108,51 @@ class AIRanking(models.Model):
 
     def __str__(self) -> str:
         return f"AI ranking of task {self.task_id} by {self.model_version_id}"
+
+
+class FinetuneJob(models.Model):
+    """LoRA finetuning of a base model on a dataset snapshot, run by TRL in a child process.
+
+    ``metrics`` holds one entry per optimiser step ({step, loss, tokens, seconds, ...}); ``log`` the
+    tail of the child's output. On success the adapter is registered as ``result_model``."""
+
+    class Method(models.TextChoices):
+        SFT = "sft", "SFT"
+        DPO = "dpo", "DPO"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    project = models.ForeignKey("annotations.Project", on_delete=models.CASCADE, related_name="finetune_jobs")
+    snapshot = models.ForeignKey("annotations.DatasetSnapshot", on_delete=models.PROTECT, related_name="finetunes")
+    method = models.CharField(max_length=8, choices=Method.choices)
+    base_model = models.ForeignKey("annotations.ModelVersion", on_delete=models.PROTECT, related_name="finetunes")
+    params = models.JSONField(default=dict, blank=True, help_text="LoRA and training settings, defaults filled in.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=list, blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="{train_seconds, tokens, tokens_per_second, ...}")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    output_path = models.CharField(max_length=500, blank=True)
+    result_model = models.ForeignKey("annotations.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    child_pid = models.IntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} finetune {self.pk} ({self.status})"

@@ -17,3 +17,4 @@ def run_judging_job(job_id: int) -> str:
 @shared_task(name="models_service.critique_submission")
 def critique_submission(submission_id: int) -> str:
     return critique.critique_submission(submission_id=submission_id).status
+from .finetune.tasks import run_finetune  # noqa: E402,F401  (Celery autodiscovery)

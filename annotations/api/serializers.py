@@ -11,6 +11,7 @@ from ..models import (
     Lease,
     Membership,
     Project,
+    Review,
     Role,
     Submission,
     Task,
@@ -206,15 +207,38 @@ class RankingIn(_SubmitBase):
                                                               max_length=8), required=False, default=dict)
 
 
+class ReviewOut(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+    fixed_text = serializers.CharField(source="fixed_reply.content", default=None)
+
+    class Meta:
+        model = Review
+        fields = ["id", "decision", "reason", "reviewer", "fixed_text", "created_at"]
+
+
+class ReviewIn(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    reason = serializers.CharField(max_length=5_000, required=False, allow_blank=True, default="")
+    text = serializers.CharField(max_length=50_000, required=False, allow_blank=True, trim_whitespace=False,
+                                 help_text="The corrected reply, for decision=fix.")
+
+
 class SubmissionOut(serializers.ModelSerializer):
     instruction_version = serializers.IntegerField(source="instruction_version.number")
     annotator = serializers.CharField(source="annotator.username")
     text = serializers.CharField(source="reply.content", default=None)
+    review = serializers.SerializerMethodField()
 
     class Meta:
         model = Submission
         fields = ["id", "task", "lease", "kind", "annotator", "status", "instruction_version", "idempotency_key",
-                  "created_at", "time_spent_ms", "rationale", "text", "draft_sources", "ranking", "ratings", "flags"]
+                  "created_at", "time_spent_ms", "rationale", "text", "draft_sources", "ranking", "ratings", "flags",
+                  "review"]
+
+    def get_review(self, submission) -> dict | None:
+        reviews = list(submission.reviews.all())  # prefetched by the views
+        latest = max(reviews, key=lambda r: r.pk) if reviews else None
+        return ReviewOut(latest).data if latest else None
 
 
 class StatsOut(serializers.Serializer):

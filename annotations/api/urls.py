@@ -24,5 +24,6 @@ urlpatterns = [
     path(P + "leases/<int:lease_id>/release/", v.ReleaseView.as_view(), name="lease-release"),
     path(P + "submissions/", v.SubmissionListView.as_view(), name="submission-list"),
     path(P + "submissions/<int:submission_id>/", v.SubmissionDetailView.as_view(), name="submission-detail"),
+    path(P + "submissions/<int:submission_id>/review/", v.SubmissionReviewView.as_view(), name="submission-review"),
     path(P + "stats/me/", v.MyStatsView.as_view(), name="my-stats"),
 ]

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..models import ImportBatch, InstructionVersion, Membership, Project, Submission, TaskKind
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
-from ..services import imports, instructions, leases, projects, submissions
+from ..services import imports, instructions, leases, projects, reviews, submissions
 from . import serializers as s
 
 User = get_user_model()
@@ -325,7 +325,8 @@ class SubmitView(_LeaseActionView):
         service = submissions.submit_demonstration if kind == TaskKind.DEMONSTRATION else submissions.submit_ranking
         submission = service(lease_id=lease.pk, annotator=request.user, **fields)
         replayed = getattr(submission, "replayed", False)
-        submission = Submission.objects.select_related("instruction_version", "annotator", "reply").get(pk=submission.pk)
+        submission = Submission.objects.select_related("instruction_version", "annotator", "reply").prefetch_related(
+            "reviews__reviewer", "reviews__fixed_reply").get(pk=submission.pk)
         return Response(s.SubmissionOut(submission).data, status=200 if replayed else 201)
 
 
@@ -357,7 +358,8 @@ class SubmissionListView(ProjectScopedView):
     def get(self, request, project_id):
         _check_params(request, {"kind", "status"})
         subs = selectors.submissions_visible_to(project=self.project, user=request.user,
-                                                role=self.membership.role).select_related("annotator")
+                                                role=self.membership.role).select_related("annotator").prefetch_related(
+            "reviews__reviewer", "reviews__fixed_reply")
         for key in ("kind", "status"):
             if request.query_params.get(key):
                 subs = subs.filter(**{key: request.query_params[key]})
@@ -372,10 +374,27 @@ class SubmissionDetailView(ProjectScopedView):
     @extend_schema(responses=s.SubmissionOut)
     def get(self, request, project_id, submission_id):
         subs = selectors.submissions_visible_to(project=self.project, user=request.user, role=self.membership.role)
-        submission = subs.select_related("annotator").filter(pk=submission_id).first()
+        submission = subs.select_related("annotator").prefetch_related(
+            "reviews__reviewer", "reviews__fixed_reply").filter(pk=submission_id).first()
         if submission is None:
             raise NotFound()
         return Response(s.SubmissionOut(submission).data)
+
+
+class SubmissionReviewView(ProjectScopedView):
+    roles = {"post": frozenset({"admin", "reviewer"})}
+
+    @extend_schema(request=s.ReviewIn, responses={201: s.ReviewOut})
+    def post(self, request, project_id, submission_id):
+        if not self.project.submissions.filter(pk=submission_id).exists():
+            raise NotFound()
+        data = s.ReviewIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = reviews.review_submission(submission_id=submission_id, reviewer=request.user,
+                                           decision=data.validated_data["decision"],
+                                           reason=data.validated_data["reason"],
+                                           fixed_text=data.validated_data.get("text"))
+        return Response(s.ReviewOut(review).data, status=201)
 
 
 class MyStatsView(ProjectScopedView):

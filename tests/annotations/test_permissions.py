@@ -35,9 +35,15 @@ def world():
     from models_service.models import ModelJob
 
     job = ModelJob.objects.create(project=a, kind="drafting", model_version=ModelVersion.objects.create(name="m"))
+    from annotations.models import DatasetSnapshot
+    from models_service.models import FinetuneJob
+
+    snapshot = DatasetSnapshot.objects.create(project=a)
+    finetune = FinetuneJob.objects.create(project=a, snapshot=snapshot, method="sft", base_model=job.model_version)
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": lease.task_id, "lease_id": lease.pk, "submission_id": submission.pk,
-           "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk}
+           "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
+           "snapshot_id": snapshot.pk, "finetune_id": finetune.pk}
     return {"a": a, "b": b, "ids": ids, "annotator": annotator}
 
 
@@ -104,7 +110,7 @@ def test_object_ids_of_project_a_are_not_found_through_project_b(api, world):
     ids = {**world["ids"], "project_id": world["b"].pk}
     for route, view in project_routes():
         if not any(f"<int:{k}>" in route for k in ("task_id", "lease_id", "submission_id", "import_id", "user_id",
-                                                   "job_id")):
+                                                   "job_id", "snapshot_id", "finetune_id")):
             continue
         path = fill(route, ids)
         for method in view.roles:

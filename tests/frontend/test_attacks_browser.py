@@ -82,5 +82,35 @@ def test_attack_cases_render_inert(page, live_server, labeller, logged_in, membe
     page.get_by_role("button", name="Preview").click()
     assert_inert(page, f"Instructions · {project.name} · Labelwork")
 
+    # The review queue shows the same texts as reply, rationale and critique, then as a ranking;
+    # the rejection reason comes back to the annotator on their home page.
+    from annotations.models import Submission
+    from annotations.services import reviews
+    from models_service.models import Critique
+
+    from .conftest import model_version
+
+    demo_sub = Submission.objects.get(lease=demo_lease)
+    Critique.objects.create(submission=demo_sub, model_version=model_version(), status="done", verdict="revise",
+                            instruction_version=demo_sub.instruction_version, scores={"helpful": 3},
+                            issues=[{"quote": t, "problem": t, "suggestion": t} for t in short])
+    reply_ids = [r.pk for r in comp_lease.task.replies.filter(for_ranking=True)]
+    submissions.submit_ranking(lease_id=comp_lease.pk, annotator=user, idempotency_key="k2",
+                               ranking=[[rid] for rid in reply_ids], rationale="\n".join(short),
+                               flags={str(reply_ids[0]): ["unsafe"]})
+    for _ in range(2):
+        page.goto(f"{live_server.url}/projects/{project.pk}/review/")
+        page.wait_for_selector("#review-form[data-ready]")
+        assert_inert(page, f"Review · {project.name} · Labelwork")
+        sid = int(page.locator("#review-form").get_attribute("data-submission"))
+        reviews.review_submission(submission_id=sid, reviewer=admin, decision="reject",
+                                  reason="\n".join(short)[:5000])
+    assert page.locator(".review-ranking .reply").count() == 9
+    page.context.clear_cookies()
+    logged_in(user)
+    page.goto(f"{live_server.url}/")
+    assert page.locator(".returned tr[data-submission]").count() == 2
+    assert_inert(page, "My projects · Labelwork")
+
     assert seen["dialogs"] == []
     assert seen["hosts"] <= {"127.0.0.1", "localhost"}, seen["hosts"]

