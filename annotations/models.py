@@ -39,6 +39,11 @@ class Project(models.Model):
     current_instructions = models.ForeignKey(
         "InstructionVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The model that drafts replies for this project; empty means the configured default model.
+    draft_model = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    # Queue a drafting job for every successful import (drafts_n > 0).
+    draft_on_import = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["id"]

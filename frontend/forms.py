@@ -5,7 +5,8 @@ from django import forms
 from annotations.models import Project, Role, TaskKind
 from annotations.services.instructions import MAX_INSTRUCTIONS_CHARS
 
-SETTINGS_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n")
+SETTINGS_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n",
+                   "draft_model", "draft_on_import")
 
 
 class ProjectSettingsForm(forms.ModelForm):
@@ -21,7 +22,14 @@ class ProjectSettingsForm(forms.ModelForm):
             "pending_cap": "Open tasks one annotator may hold.",
             "lease_seconds": "Time an annotator has for one task.",
             "drafts_n": "Model drafts requested per prompt.",
+            "draft_model": "The model that drafts replies; empty uses the configured default model.",
+            "draft_on_import": "Queue a drafting job for every successful import.",
         }
+        labels = {"draft_model": "Drafting model", "draft_on_import": "Draft imported prompts"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["draft_model"].empty_label = "Default model"
 
     def _post_clean(self):
         # Model validation runs in the service, inside its transaction; don't run it twice.

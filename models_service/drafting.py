@@ -49,7 +49,7 @@ def create_drafting_job(*, project: Project, created_by=None, model_version: Mod
                         **params) -> ModelJob:
     from .tasks import run_drafting_job  # the Celery entry point; imported here to keep import order simple
 
-    model_version = model_version or default_model_version()
+    model_version = model_version or project.draft_model or default_model_version()
     sampling = sampling_for(project, params)  # validates the numbers before anything is queued
     if not 1 <= sampling.n <= 16 or not 1 <= sampling.max_tokens <= 4096:
         raise ValueError("n must be 1-16 and max_tokens 1-4096")
@@ -107,7 +107,7 @@ def store_drafts(*, task_id: int, model_version: ModelVersion, completions, n: i
 
 def draft_task(*, task: Task, model_version: ModelVersion | None = None, **params) -> list[CandidateReply]:
     """Draft one task synchronously (the CLI and tests): the same store step as the job."""
-    model_version = model_version or default_model_version()
+    model_version = model_version or task.project.draft_model or default_model_version()
     sampling = sampling_for(task.project, params)
     completions = backend_for(model_version).chat(task.conversation, sampling)
     store_drafts(task_id=task.pk, model_version=model_version, completions=completions, n=sampling.n,

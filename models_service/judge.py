@@ -20,6 +20,7 @@ from annotations.models import InstructionVersion, ModelVersion, Task, TaskKind
 from . import jobs
 from .backends import backend_for, default_model_version
 from .client import Sampling, json_schema_format
+from .concurrency import run_blocking
 from .models import AIRanking, ModelJob
 
 PROMPTS = Path(__file__).with_name("prompts")
@@ -119,7 +120,7 @@ def judge_task(*, task: Task, model_version: ModelVersion | None = None) -> AIRa
         async with backend.async_http(8) as http:
             return await judge_pairs(backend, http, task, replies, instructions)
 
-    return store_ranking(task=task, model_version=model_version, instructions=instructions, pairs=asyncio.run(run()))
+    return store_ranking(task=task, model_version=model_version, instructions=instructions, pairs=run_blocking(run()))
 
 
 @transaction.atomic

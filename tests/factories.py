@@ -28,6 +28,9 @@ class ProjectFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Project {n}")
     created_by = factory.SubFactory(UserFactory)
+    # Off in tests by default: an import would otherwise queue model work against a server that
+    # most tests do not start. tests/models_service/test_drafting.py turns it on.
+    draft_on_import = False
 
     @factory.post_generation
     def instructions(project, create, extracted, **kwargs):

@@ -10,6 +10,7 @@ from ..models import (
     InstructionVersion,
     Lease,
     Membership,
+    ModelVersion,
     Project,
     Review,
     Role,
@@ -24,11 +25,12 @@ from ..services.projects import SETTING_FIELDS
 class ProjectOut(serializers.ModelSerializer):
     current_instructions = serializers.SerializerMethodField()
     my_role = serializers.SerializerMethodField()
+    draft_model = serializers.CharField(source="draft_model.name", default=None)
 
     class Meta:
         model = Project
         fields = ["id", "name", "description", "created_at", "overlap", "comparison_k", "pending_cap",
-                  "lease_seconds", "drafts_n", "current_instructions", "my_role"]
+                  "lease_seconds", "drafts_n", "draft_model", "draft_on_import", "current_instructions", "my_role"]
 
     def get_current_instructions(self, project) -> int | None:
         v = project.current_instructions
@@ -39,6 +41,9 @@ class ProjectOut(serializers.ModelSerializer):
 
 
 class ProjectSettingsIn(serializers.ModelSerializer):
+    draft_model = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all(), required=False,
+                                               allow_null=True, help_text="ModelVersion name; null = default model")
+
     class Meta:
         model = Project
         fields = list(SETTING_FIELDS)

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from ..errors import ImportRejected, ImportRowError
 from ..models import CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
+from ..signals import import_finished
 
 CHUNK = 2000
 ROLES = {"system", "user", "assistant"}
@@ -135,6 +136,8 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
     batch.finished_at = timezone.now()
     batch.save()
     cache.delete(progress_key(batch.pk))
+    if batch.status == ImportBatch.Status.DONE and batch.tasks_created:
+        transaction.on_commit(lambda: import_finished.send(sender=ImportBatch, batch_id=batch.pk))
     return batch
 
 

@@ -9,7 +9,8 @@ from ..models import Membership, Project, Role, Task
 
 User = get_user_model()
 
-SETTING_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n")
+SETTING_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n",
+                  "draft_model", "draft_on_import")
 
 
 @transaction.atomic

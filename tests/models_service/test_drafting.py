@@ -94,3 +94,41 @@ def test_comparisons_are_assembled_from_drafts_and_human_replies(project, model_
     assert [r.content for r in replies] == ["written by a person", "m1", "m2"]  # duplicate text dropped
     assert all(r.for_ranking for r in replies) and replies[0].parent_id == human.pk
     assert replies[1].model_version == version and comparison.metadata["source_task"] == task.pk
+
+
+def test_a_finished_import_queues_a_drafting_job_with_the_projects_model(project, model_at, admin_user,
+                                                                         django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from annotations.models import ImportBatch
+    from annotations.services.imports import run_import_batch
+    from annotations.services.projects import update_project_settings
+
+    with FakeModelServer([chat("d")]) as server:
+        version = model_at(server, name="project-model")
+    project = update_project_settings(project=project, draft_model=version, draft_on_import=True, drafts_n=2)
+    stored = default_storage.save("imports/t.jsonl", ContentFile(b'{"prompt": "one"}\n{"prompt": "two"}\n'))
+    batch = ImportBatch.objects.create(project=project, file_name="t.jsonl", file=stored, format="jsonl",
+                                       created_by=admin_user)
+    with django_capture_on_commit_callbacks() as callbacks:
+        run_import_batch(batch_id=batch.pk)
+    callbacks[0]()  # the import_finished signal; the job's own on_commit (queueing) is not run here
+    job = ModelJob.objects.get(project=project)
+    assert (job.kind, job.model_version, job.params["import_batch"], job.params["n"]) == (
+        "drafting", version, batch.pk, 2)
+
+
+def test_no_drafting_job_when_the_project_turned_it_off(project, admin_user, django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from annotations.models import ImportBatch
+    from annotations.services.imports import run_import_batch
+
+    stored = default_storage.save("imports/u.jsonl", ContentFile(b'{"prompt": "one"}\n'))
+    batch = ImportBatch.objects.create(project=project, file_name="u.jsonl", file=stored, format="jsonl",
+                                       created_by=admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import_batch(batch_id=batch.pk)
+    assert not ModelJob.objects.exists()
