@@ -64,11 +64,14 @@ def main() -> None:
         figures["vllm_start_s"] = round(server.wait_ready(timeout=900), 1)
         _raw_once(prompts[:4], args)  # warm-up, not measured
         figures["a_raw"] = _raw(prompts, args)
+        print("a_raw", json.dumps(figures["a_raw"]), flush=True)  # partial results survive a timeout
         figures["b_job"] = _job(prompts, args, env)
+        print("b_job", json.dumps(figures["b_job"]), flush=True)
     finally:
         server.stop()
     if not args.skip_transformers:
         figures["c_transformers"] = _transformers(model_path, prompts, args)
+        print("c_transformers", json.dumps(figures["c_transformers"]), flush=True)
     a, b = figures["a_raw"]["tokens_per_s"], figures["b_job"]["tokens_per_s"]
     figures["ratio_b_over_a"] = round(b / a, 3)
     if "c_transformers" in figures:
