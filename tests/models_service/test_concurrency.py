@@ -1,4 +1,5 @@
 import asyncio
+import threading
 
 import pytest
 
@@ -25,4 +26,9 @@ def test_runs_inside_a_running_loop_and_propagates_errors():
             run_blocking(boom())
         return True
 
-    assert asyncio.run(caller())
+    # a thread of its own: the test thread may already run a loop (Playwright's, after browser tests)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(ok=asyncio.run(caller())))
+    thread.start()
+    thread.join()
+    assert result == {"ok": True}
