@@ -31,7 +31,6 @@ import base64
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import socket
