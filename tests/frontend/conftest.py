@@ -19,7 +19,9 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PASSWORD = "pw-for-tests-only"
-ATTACKS_PATH = Path(os.environ.get("LSW_ATTACKS", "/work/shared/data/attacks.jsonl"))
+# shared/ sits beside the project root, on every machine and in CI
+ATTACKS_PATH = Path(os.environ.get("LSW_ATTACKS", Path(__file__).resolve().parents[3] / "shared" / "data"
+                                   / "attacks.jsonl"))
 # Used when the shared file is not there (a fresh clone): the cases that matter in a browser.
 FALLBACK_ATTACKS = [
     "<script>document.title='pwned'</script>Hello",
