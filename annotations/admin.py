@@ -95,3 +95,23 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     raw_id_fields = ["project", "task", "lease", "annotator", "instruction_version", "reply"]
     show_full_result_count = False
+
+
+@admin.register(m.AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The whole audit log, every project and the site-wide entries (tokens), for staff. Read-only:
+    entries are append-only and only the services write them."""
+
+    list_display = ["created_at", "actor_name", "action", "project_id", "target"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "target"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -364,3 +364,54 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of submission {self.submission_id}"
+
+
+class AuditEntry(models.Model):
+    """One admin action: who did what, to what, in which project, when. Append-only: the model
+    refuses updates and deletes and a PostgreSQL trigger refuses them for raw SQL too. Written by
+    ``annotations.services.audit.record`` inside the transaction of the action it records, so an
+    action that rolls back leaves no entry and an entry never describes something that did not
+    happen.
+
+    Project and actor are kept as ids without database constraints: deleting a project or a user
+    must neither fail nor take its history with it. ``actor_name`` keeps the name readable after
+    the user is gone."""
+
+    class Action(models.TextChoices):
+        PROJECT_CREATED = "project.created", "Project created"
+        PROJECT_SETTINGS = "project.settings_changed", "Project settings changed"
+        MEMBER_SET = "member.set", "Member added or role changed"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        INSTRUCTIONS_PUBLISHED = "instructions.published", "Instructions published"
+        IMPORT_STARTED = "import.started", "Import started"
+        SNAPSHOT_CREATED = "snapshot.created", "Dataset snapshot created"
+        EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
+        FINETUNE_STARTED = "finetune.started", "Finetune started"
+        TOKEN_CREATED = "token.created", "API token created"
+        TOKEN_REVOKED = "token.revoked", "API token revoked"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                              db_constraint=False, related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                related_name="+")
+    action = models.CharField(max_length=40, choices=Action.choices)
+    target = models.CharField(max_length=200, blank=True, help_text='What it acted on, e.g. "user 12".')
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="audit_project_idx")]
+        verbose_name_plural = "audit entries"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit entries are append-only.")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action} {self.target}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from .models import CandidateReply, Lease, Membership, Project, Review, Submission, Task
+from .models import AuditEntry, CandidateReply, Lease, Membership, Project, Review, Submission, Task
 
 # Allow-lists: anything a client may sort or filter by is named here, never passed through.
 TASK_ORDERING = {"id": ("id",), "-id": ("-id",), "created_at": ("created_at", "id"), "-created_at": ("-created_at", "-id")}
@@ -100,3 +100,10 @@ def returned_to_me(*, project: Project, annotator) -> QuerySet[Review]:
     return (Review.objects.filter(submission__project=project, submission__annotator=annotator,
                                   decision=Review.Decision.REJECT)
             .select_related("submission", "submission__task", "reviewer").order_by("-id"))
+
+
+def audit_entries(*, project: Project, action: str | None = None) -> QuerySet[AuditEntry]:
+    entries = AuditEntry.objects.filter(project_id=project.pk)
+    if action:
+        entries = entries.filter(action=action)
+    return entries.order_by("-id")

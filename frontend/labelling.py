@@ -9,18 +9,16 @@ import random
 import string
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
 
 from annotations import selectors
 from annotations.models import FLAG_CHOICES, RATING_CRITERIA, CandidateReply, InstructionVersion, Lease, TaskKind
 from annotations.permissions import ALL_ROLES, LABELLERS
 
-from .access import membership_or_404
+from .access import membership_or_404, project_page
 from .models import InstructionAcknowledgement
 from .rendering import line_diff
 
@@ -59,7 +57,7 @@ def ranking_order(replies, lease_id: int) -> list:
     return to_rank
 
 
-@login_required
+@project_page(get=LABELLERS)
 def label(request, project_id: int, lease_id: int):
     membership = membership_or_404(request, project_id, LABELLERS)
     project = membership.project
@@ -100,8 +98,7 @@ def label(request, project_id: int, lease_id: int):
     return render(request, "frontend/label.html", context)
 
 
-@login_required
-@require_POST
+@project_page(post=ALL_ROLES)
 def acknowledge_instructions(request, project_id: int):
     membership = membership_or_404(request, project_id, ALL_ROLES)
     project = membership.project

@@ -9,9 +9,7 @@ from __future__ import annotations
 import string
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
 
 from annotations import selectors
 from annotations.errors import DomainError, InvalidInput
@@ -19,15 +17,14 @@ from annotations.models import FLAG_CHOICES, RATING_CRITERIA, Role, TaskKind
 from annotations.services import reviews as review_service
 from models_service import selectors as model_selectors
 
-from .access import membership_or_404
+from .access import membership_or_404, project_page
 from .labelling import ranking_order
 
 REVIEWERS = frozenset({Role.ADMIN, Role.REVIEWER})
 DONE_WORDS = {"accept": "Accepted", "reject": "Rejected and returned to the annotator", "fix": "Fixed and accepted"}
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
+@project_page(get=REVIEWERS, post=REVIEWERS)
 def review(request, project_id: int):
     membership = membership_or_404(request, project_id, REVIEWERS)
     project = membership.project

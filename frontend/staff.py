@@ -2,31 +2,24 @@
 Every write goes through the same services as the API."""
 from __future__ import annotations
 
-import os
-import uuid
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
 
 from annotations import selectors
 from annotations.errors import DomainError
-from annotations.models import ImportBatch, Role, Submission, TaskKind
+from annotations.models import AuditEntry, ImportBatch, Role, Submission, TaskKind
 from annotations.permissions import ADMINS, STAFF
 from annotations.services import imports as import_service
 from annotations.services import instructions as instruction_service
 from annotations.services import projects as project_service
 
-from .access import membership_or_404
+from .access import membership_or_404, project_page
 from .forms import ImportForm, InstructionsForm, MemberForm, ProjectSettingsForm
 from .rendering import line_diff, render_markdown
 
@@ -37,7 +30,7 @@ JOB_RUNNERS = frozenset({Role.ADMIN, Role.ENGINEER})
 PAGE_SIZE = 50
 
 
-@login_required
+@project_page(get=REVIEWERS)
 def submission_list(request, project_id: int):
     membership = membership_or_404(request, project_id, REVIEWERS)
     project = membership.project
@@ -57,8 +50,7 @@ def submission_list(request, project_id: int):
     })
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
+@project_page(get=ADMINS, post=ADMINS)
 def instructions_editor(request, project_id: int):
     membership = membership_or_404(request, project_id, ADMINS)
     project = membership.project
@@ -94,8 +86,7 @@ def instructions_editor(request, project_id: int):
     })
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
+@project_page(get=ADMINS, post=ADMINS)
 def project_settings(request, project_id: int):
     membership = membership_or_404(request, project_id, ADMINS)
     project = membership.project
@@ -109,7 +100,7 @@ def project_settings(request, project_id: int):
                 if form.is_valid():
                     changes = {f: form.cleaned_data[f] for f in form.changed_data}
                     if changes:
-                        project_service.update_project_settings(project=project, **changes)
+                        project_service.update_project_settings(project=project, actor=request.user, **changes)
                         messages.success(request, "Settings saved.")
                     return redirect("project-settings", project_id=project.pk)
             elif action == "add-member":
@@ -119,7 +110,8 @@ def project_settings(request, project_id: int):
                     if user is None:
                         member_form.add_error("username", "No active user with this username.")
                     else:
-                        project_service.set_member(project=project, user=user, role=member_form.cleaned_data["role"])
+                        project_service.set_member(project=project, user=user, role=member_form.cleaned_data["role"],
+                                                   actor=request.user)
                         messages.success(request, f"{user.username} is now {member_form.cleaned_data['role']}.")
                         return redirect("project-settings", project_id=project.pk)
             elif action in ("set-role", "remove-member"):
@@ -127,10 +119,11 @@ def project_settings(request, project_id: int):
                 if target is None:
                     raise Http404("No such member.")
                 if action == "set-role":
-                    project_service.set_member(project=project, user=target.user, role=request.POST.get("role", ""))
+                    project_service.set_member(project=project, user=target.user, role=request.POST.get("role", ""),
+                                               actor=request.user)
                     messages.success(request, f"{target.user.username}'s role changed.")
                 else:
-                    project_service.remove_member(project=project, user=target.user)
+                    project_service.remove_member(project=project, user=target.user, actor=request.user)
                     messages.success(request, f"{target.user.username} removed from the project.")
                 return redirect("project-settings", project_id=project.pk)
         except DomainError as exc:
@@ -145,8 +138,7 @@ def project_settings(request, project_id: int):
     })
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
+@project_page(get=IMPORT_READERS, post=ADMINS)
 def imports(request, project_id: int):
     """Upload mirrors the API's ImportListView: store the file under a random name, create the
     batch, enqueue annotations.tasks.process_import when the transaction commits."""
@@ -168,25 +160,17 @@ def imports(request, project_id: int):
 
 
 def _start_import(*, project, user, form) -> ImportBatch | None:
-    from annotations.tasks import process_import
-
     upload = form.cleaned_data["file"]
-    if upload.size > settings.IMPORT_MAX_BYTES:
-        form.add_error("file", f"The file is {upload.size} bytes; the limit is {settings.IMPORT_MAX_BYTES}.")
-        return None
     fmt = form.cleaned_data.get("format") or _format_from_name(upload.name)
     if fmt is None:
         form.add_error("format", "Cannot tell the format from the file name; choose JSONL or CSV.")
         return None
-    # Never trust the client's file name for the path on disk; keep it only as a label.
-    stored = default_storage.save(f"imports/{uuid.uuid4().hex}.{fmt}", upload)
-    with transaction.atomic():
-        batch = ImportBatch.objects.create(
-            project=project, file_name=os.path.basename(upload.name)[:255], file=stored, format=fmt,
-            default_kind=form.cleaned_data["kind"], created_by=user,
-        )
-        transaction.on_commit(lambda: process_import.delay(batch.pk))
-    return batch
+    try:
+        return import_service.start_import(project=project, upload=upload, fmt=fmt, created_by=user,
+                                           default_kind=form.cleaned_data["kind"])
+    except DomainError as exc:
+        form.add_error("file", exc.message)
+        return None
 
 
 def _format_from_name(name: str) -> str | None:
@@ -198,7 +182,7 @@ def _format_from_name(name: str) -> str | None:
     return None
 
 
-@login_required
+@project_page(get=IMPORT_READERS)
 def import_detail(request, project_id: int, import_id: int):
     membership = membership_or_404(request, project_id, IMPORT_READERS)
     project = membership.project
@@ -212,7 +196,7 @@ def import_detail(request, project_id: int, import_id: int):
     })
 
 
-@login_required
+@project_page(get=STAFF)
 def model_jobs(request, project_id: int):
     """Drafting and judging jobs with live progress. The page renders the list once; jobs.js polls
     ``GET /api/projects/<id>/model-jobs/`` every 2 s and starts or cancels jobs through the same
@@ -227,4 +211,17 @@ def model_jobs(request, project_id: int):
         "can_run": membership.role in JOB_RUNNERS,
         "api_base": f"/api/projects/{project.pk}/model-jobs/",
         "default_n": project.drafts_n or 1, "default_max_tokens": settings.DRAFT_MAX_TOKENS,
+    })
+
+
+@project_page(get=ADMINS)
+def audit_log(request, project_id: int):
+    membership = membership_or_404(request, project_id, ADMINS)
+    project = membership.project
+    action = request.GET.get("action", "")
+    entries = selectors.audit_entries(project=project, action=action if action in AuditEntry.Action.values else None)
+    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "frontend/audit.html", {
+        "project": project, "membership": membership, "page": page, "actions": AuditEntry.Action.choices,
+        "action": action if action in AuditEntry.Action.values else "",
     })

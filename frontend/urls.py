@@ -17,6 +17,7 @@ urlpatterns = [
     path(P + "jobs/", staff.model_jobs, name="model-jobs-page"),
     path(P + "instructions/", staff.instructions_editor, name="instructions"),
     path(P + "settings/", staff.project_settings, name="project-settings"),
+    path(P + "audit/", staff.audit_log, name="audit-log"),
     path(P + "imports/", staff.imports, name="imports"),
     path(P + "imports/<int:import_id>/", staff.import_detail, name="import-detail-page"),
 ]

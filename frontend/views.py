@@ -5,7 +5,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 
 from annotations import selectors
 from annotations.errors import DomainError
@@ -13,7 +12,7 @@ from annotations.models import Membership
 from annotations.permissions import ADMINS, LABELLERS, STAFF
 from annotations.services import leases
 
-from .access import membership_or_404
+from .access import membership_or_404, project_page
 from .review import REVIEWERS, returned_rows
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10
@@ -38,8 +37,7 @@ def home(request):
     return render(request, "frontend/home.html", {"rows": rows})
 
 
-@login_required
-@require_POST
+@project_page(post=LABELLERS)
 def start_labelling(request, project_id: int):
     """Resume my oldest open lease or, when I hold none, lease the next task. Resuming first means
     a reload, a second tab or a crash never strands work that is autosaved in the browser."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ..models import (
+    AuditEntry,
     CandidateReply,
     ImportBatch,
     InstructionVersion,
@@ -256,3 +257,19 @@ class StatsOut(serializers.Serializer):
     median_time_ms = serializers.IntegerField(allow_null=True)
     open_leases = serializers.IntegerField()
     skipped = serializers.IntegerField()
+
+
+# --- auth and audit -------------------------------------------------------------------------------
+class TokenIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenOut(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class AuditEntryOut(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "created_at", "actor", "actor_name", "action", "target", "details"]

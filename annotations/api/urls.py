@@ -26,4 +26,5 @@ urlpatterns = [
     path(P + "submissions/<int:submission_id>/", v.SubmissionDetailView.as_view(), name="submission-detail"),
     path(P + "submissions/<int:submission_id>/review/", v.SubmissionReviewView.as_view(), name="submission-review"),
     path(P + "stats/me/", v.MyStatsView.as_view(), name="my-stats"),
+    path(P + "audit/", v.AuditListView.as_view(), name="audit-list"),
 ]

@@ -1,13 +1,8 @@
 """Thin DRF views: parse input, call one service or selector, render output."""
 from __future__ import annotations
 
-import os
-import uuid
-
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.core.files.storage import default_storage
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -19,9 +14,9 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from .. import selectors
-from ..models import ImportBatch, InstructionVersion, Membership, Project, Submission, TaskKind
+from ..models import AuditEntry, InstructionVersion, Membership, Project, Submission, TaskKind
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
-from ..services import imports, instructions, leases, projects, reviews, submissions
+from ..services import imports, instructions, leases, projects, reviews, submissions, tokens
 from . import serializers as s
 
 User = get_user_model()
@@ -42,10 +37,32 @@ class ProjectScopedView(APIView):
 
 # --- auth -----------------------------------------------------------------------------------------
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token. Rate limited against guessing."""
+    """POST: exchange a username and password for an API token (rate limited against guessing).
+    DELETE: revoke the token the request is authenticated with (log out everywhere)."""
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
+
+    def get_permissions(self):
+        # Anyone may try a password; only an authenticated user can revoke their own token.
+        return [IsAuthenticated()] if self.request.method == "DELETE" else []
+
+    @extend_schema(request=s.TokenIn, responses={200: s.TokenOut})
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = tokens.issue_token(user=serializer.validated_data["user"], client_ip=_client_ip(request))
+        return Response({"token": token.key})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, *args, **kwargs):
+        tokens.revoke_token(user=request.user, client_ip=_client_ip(request))
+        return Response(status=204)
+
+
+def _client_ip(request) -> str:
+    # REMOTE_ADDR only: X-Forwarded-For is set by the client unless a proxy rewrites it.
+    return request.META.get("REMOTE_ADDR", "")
 
 
 # --- projects -------------------------------------------------------------------------------------
@@ -78,7 +95,7 @@ class ProjectDetailView(ProjectScopedView):
     def patch(self, request, project_id):
         data = s.ProjectSettingsIn(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = projects.update_project_settings(project=self.project, **data.validated_data)
+        project = projects.update_project_settings(project=self.project, actor=request.user, **data.validated_data)
         return Response(s.ProjectOut(project, context={"roles": {project.pk: self.membership.role}}).data)
 
 
@@ -98,7 +115,8 @@ class MemberListView(ProjectScopedView):
         user = User.objects.filter(username=data.validated_data["username"], is_active=True).first()
         if user is None:
             raise ValidationError({"username": ["No active user with this username."]})
-        membership = projects.set_member(project=self.project, user=user, role=data.validated_data["role"])
+        membership = projects.set_member(project=self.project, user=user, role=data.validated_data["role"],
+                                         actor=request.user)
         return Response(s.MemberOut(membership).data, status=201)
 
 
@@ -116,12 +134,13 @@ class MemberDetailView(ProjectScopedView):
         user = self._user(user_id)  # an unknown id is 404 before any body is looked at
         data = s.MemberRoleIn(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = projects.set_member(project=self.project, user=user, role=data.validated_data["role"])
+        membership = projects.set_member(project=self.project, user=user, role=data.validated_data["role"],
+                                         actor=request.user)
         return Response(s.MemberOut(membership).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id, user_id):
-        projects.remove_member(project=self.project, user=self._user(user_id))
+        projects.remove_member(project=self.project, user=self._user(user_id), actor=request.user)
         return Response(status=204)
 
 
@@ -166,24 +185,12 @@ class ImportListView(ProjectScopedView):
 
     @extend_schema(request=s.ImportIn, responses={202: s.ImportOut})
     def post(self, request, project_id):
-        from django.conf import settings
-
-        from ..tasks import process_import
-
         data = s.ImportIn(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        if upload.size > settings.IMPORT_MAX_BYTES:
-            raise ValidationError({"file": [f"The file is {upload.size} bytes; the limit is {settings.IMPORT_MAX_BYTES}."]})
-        fmt = data.validated_data.get("format") or _format_from_name(upload.name)
-        # Never trust the client's file name for the path on disk; keep it only as a label.
-        stored = default_storage.save(f"imports/{uuid.uuid4().hex}.{fmt}", upload)
-        with transaction.atomic():
-            batch = ImportBatch.objects.create(
-                project=self.project, file_name=os.path.basename(upload.name)[:255], file=stored, format=fmt,
-                default_kind=data.validated_data["kind"], created_by=request.user,
-            )
-            transaction.on_commit(lambda: process_import.delay(batch.pk))
+        batch = imports.start_import(project=self.project, upload=upload, created_by=request.user,
+                                     fmt=data.validated_data.get("format") or _format_from_name(upload.name),
+                                     default_kind=data.validated_data["kind"])
         return Response(s.ImportOut(batch).data, status=202)
 
 
@@ -404,3 +411,32 @@ class MyStatsView(ProjectScopedView):
     def get(self, request, project_id):
         return Response(s.StatsOut(selectors.annotator_stats(project=self.project, annotator=request.user)).data)
 
+
+
+# --- audit log ------------------------------------------------------------------------------------
+class AuditPagination(AllowListedCursorPagination):
+    orderings = {"-id": ("-id",), "id": ("id",)}
+
+    def get_ordering(self, request, queryset, view):
+        # Newest first unless asked otherwise.
+        if "ordering" not in request.query_params:
+            return ("-id",)
+        return super().get_ordering(request, queryset, view)
+
+
+class AuditListView(ProjectScopedView):
+    """What the project's admins (and the system) did in this project, newest first."""
+
+    roles = {"get": ADMINS}
+
+    @extend_schema(parameters=[OpenApiParameter("action", str, enum=AuditEntry.Action.values)],
+                   responses=s.AuditEntryOut(many=True))
+    def get(self, request, project_id):
+        _check_params(request, {"action"})
+        action = request.query_params.get("action", "")
+        if action and action not in AuditEntry.Action.values:
+            raise ValidationError({"action": [f"Choose one of {sorted(AuditEntry.Action.values)}."]})
+        entries = selectors.audit_entries(project=self.project, action=action or None)
+        paginator = AuditPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(s.AuditEntryOut(page, many=True).data)

@@ -94,5 +94,6 @@ class SnapshotDownloadView(ProjectScopedView):
             raise ValidationError({"file": ["The snapshot is not ready."]})
         if name not in snapshot.files:
             raise ValidationError({"file": [f"Choose one of {sorted(snapshot.files)}."]})
+        service.record_download(snapshot=snapshot, file_name=name, actor=request.user)
         return FileResponse(open(Path(snapshot.path) / name, "rb"), as_attachment=True,
                             filename=f"snapshot-{snapshot.pk}-{name}")

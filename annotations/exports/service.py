@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from ..errors import InvalidInput, NotFound
 from ..models import CandidateReply, DatasetSnapshot, Project, Submission, Task, TaskKind
+from ..services import audit
 from . import datasheet, pairs, split
 from .writers import FormatWriters
 
@@ -78,11 +79,22 @@ def create_snapshot(*, project: Project, created_by=None, name: str = "", format
     }
     options = {**DEFAULT_OPTIONS, "eval_fraction": eval_fraction, "near_duplicates": near_duplicates,
                "near_dup_threshold": near_dup_threshold, "licence": licence, "seed": seed}
-    snapshot = DatasetSnapshot.objects.create(project=project, name=name, filters=filters, formats=formats,
-                                              options=options, created_by=created_by)
-    snapshot.query = str(selected_submissions(snapshot).query)
-    snapshot.save(update_fields=["query"])
+    with transaction.atomic():
+        snapshot = DatasetSnapshot.objects.create(project=project, name=name, filters=filters, formats=formats,
+                                                  options=options, created_by=created_by)
+        snapshot.query = str(selected_submissions(snapshot).query)
+        snapshot.save(update_fields=["query"])
+        audit.record(action=audit.Action.SNAPSHOT_CREATED, actor=created_by, project=project,
+                     target=f"snapshot {snapshot.pk}", details={"name": name, "formats": formats, "filters": filters})
     return snapshot
+
+
+def record_download(*, snapshot: DatasetSnapshot, file_name: str, actor) -> None:
+    """Who took a copy of the data out, and which file."""
+    with transaction.atomic():
+        audit.record(action=audit.Action.EXPORT_DOWNLOADED, actor=actor, project=snapshot.project_id,
+                     target=f"snapshot {snapshot.pk}",
+                     details={"file": file_name, "sha256": (snapshot.files.get(file_name) or {}).get("sha256")})
 
 
 def selected_submissions(snapshot: DatasetSnapshot):

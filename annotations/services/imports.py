@@ -31,6 +31,7 @@ from django.utils import timezone
 from ..errors import ImportRejected, ImportRowError
 from ..models import CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
 from ..signals import import_finished
+from . import audit
 
 CHUNK = 2000
 ROLES = {"system", "user", "assistant"}
@@ -107,6 +108,33 @@ def import_file(*, project: Project, stream: BinaryIO, fmt: str, default_kind: s
             result.tasks_created = 0
             result.duplicates = 0
     return result
+
+
+def start_import(*, project: Project, upload, fmt: str, default_kind: str, created_by) -> ImportBatch:
+    """Store an uploaded file and queue its processing (``annotations.tasks.process_import``) for
+    when the batch row is committed. The client's file name is kept only as a label: the file on
+    disk gets a random name."""
+    import os
+    import uuid
+
+    from django.core.files.storage import default_storage
+
+    from ..tasks import process_import
+
+    if upload.size > settings.IMPORT_MAX_BYTES:
+        raise ImportRejected(f"The file is {upload.size} bytes; the limit is {settings.IMPORT_MAX_BYTES}.")
+    if fmt not in ("jsonl", "csv"):
+        raise ImportRejected(f"Unknown format {fmt!r}; use jsonl or csv.")
+    stored = default_storage.save(f"imports/{uuid.uuid4().hex}.{fmt}", upload)
+    with transaction.atomic():
+        batch = ImportBatch.objects.create(
+            project=project, file_name=os.path.basename(upload.name or "")[:255], file=stored, format=fmt,
+            default_kind=default_kind, created_by=created_by,
+        )
+        audit.record(action=audit.Action.IMPORT_STARTED, actor=created_by, project=project,
+                     target=f"import {batch.pk}", details={"file_name": batch.file_name, "bytes": upload.size})
+        transaction.on_commit(lambda: process_import.delay(batch.pk))
+    return batch
 
 
 def run_import_batch(*, batch_id: int) -> ImportBatch:

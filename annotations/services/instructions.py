@@ -7,6 +7,7 @@ from django.db.models import Max
 
 from ..errors import InvalidInput
 from ..models import InstructionVersion, Project
+from . import audit
 
 MAX_INSTRUCTIONS_CHARS = 200_000
 
@@ -33,4 +34,7 @@ def publish_instructions(*, project: Project, body: str, published_by, title: st
     )
     project.current_instructions = version
     project.save(update_fields=["current_instructions"])
+    audit.record(action=audit.Action.INSTRUCTIONS_PUBLISHED, actor=published_by, project=project,
+                 target=f"instructions v{version.number}",
+                 details={"title": version.title, "sha256": version.body_sha256, "chars": len(body)})
     return version

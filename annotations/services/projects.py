@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Q
 
 from ..errors import InvalidInput
 from ..models import Membership, Project, Role, Task
+from . import audit
 
 User = get_user_model()
 
@@ -22,20 +23,27 @@ def create_project(*, name: str, created_by, description: str = "", **settings) 
     project.full_clean(exclude=["current_instructions"])
     project.save()
     Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
+    audit.record(action=audit.Action.PROJECT_CREATED, actor=created_by, project=project, target=f"project {project.pk}",
+                 details={"name": name})
     return project
 
 
 @transaction.atomic
-def update_project_settings(*, project: Project, **changes) -> Project:
+def update_project_settings(*, project: Project, actor=None, **changes) -> Project:
     unknown = set(changes) - set(SETTING_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown project settings: {', '.join(sorted(unknown))}")
     project = Project.objects.select_for_update().get(pk=project.pk)
     old_overlap = project.overlap
+    before = {field: _plain(getattr(project, field)) for field in changes}
     for field, value in changes.items():
         setattr(project, field, value)
     project.full_clean(exclude=["current_instructions", "created_by"])
     project.save()
+    changed = {f: [before[f], _plain(getattr(project, f))] for f in changes if before[f] != _plain(getattr(project, f))}
+    if changed:
+        audit.record(action=audit.Action.PROJECT_SETTINGS, actor=actor, project=project,
+                     target=f"project {project.pk}", details=changed)
     if project.overlap != old_overlap:
         recompute_task_states(project=project)
     return project
@@ -54,18 +62,31 @@ def recompute_task_states(*, project: Project) -> int:
 
 
 @transaction.atomic
-def set_member(*, project: Project, user, role: str) -> Membership:
+def set_member(*, project: Project, user, role: str, actor=None) -> Membership:
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}; expected one of {', '.join(Role.values)}")
+    old = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     _keep_one_admin(project)
+    if old != role:
+        audit.record(action=audit.Action.MEMBER_SET, actor=actor, project=project, target=audit.user_target(user),
+                     details={"role": [old, role]})
     return membership
 
 
 @transaction.atomic
-def remove_member(*, project: Project, user) -> None:
+def remove_member(*, project: Project, user, actor=None) -> None:
+    old = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     Membership.objects.filter(project=project, user=user).delete()
     _keep_one_admin(project)
+    if old is not None:
+        audit.record(action=audit.Action.MEMBER_REMOVED, actor=actor, project=project, target=audit.user_target(user),
+                     details={"role": [old, None]})
+
+
+def _plain(value):
+    # JSON-safe form of a setting for the audit log (draft_model is a model instance).
+    return value.pk if isinstance(value, models.Model) else value
 
 
 def _keep_one_admin(project: Project) -> None:

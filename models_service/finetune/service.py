@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from annotations.errors import InvalidInput, NotFound
 from annotations.models import DatasetSnapshot, ModelVersion, Project
+from annotations.services import audit
 
 from ..models import FinetuneJob
 from .train import DEFAULTS, EVENT_PREFIX
@@ -67,6 +68,9 @@ def create_finetune_job(*, project: Project, snapshot: DatasetSnapshot, method: 
     job = FinetuneJob.objects.create(project=project, snapshot=snapshot, method=method, base_model=base_model,
                                      params=settings_, created_by=created_by,
                                      total_steps=settings_["max_steps"] if settings_["max_steps"] > 0 else 0)
+    audit.record(action=audit.Action.FINETUNE_STARTED, actor=created_by, project=project, target=f"finetune {job.pk}",
+                 details={"snapshot": snapshot.pk, "method": method, "base_model": base_model.name,
+                          "params": settings_})
     if enqueue:
         _enqueue(job)
     return job
