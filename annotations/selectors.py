@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 from datetime import timedelta
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from .models import AuditEntry, CandidateReply, Lease, Membership, Project, Review, Submission, Task
@@ -43,17 +43,29 @@ def task_counts(*, project: Project) -> dict:
     return counts
 
 
+def _replies() -> QuerySet[CandidateReply]:
+    return CandidateReply.objects.select_related("model_version").order_by("id")
+
+
 def task_with_replies(*, task_id: int) -> Task:
-    replies = CandidateReply.objects.select_related("model_version").order_by("id")
-    return Task.objects.prefetch_related(Prefetch("replies", queryset=replies)).get(pk=task_id)
+    return Task.objects.prefetch_related(Prefetch("replies", queryset=_replies())).get(pk=task_id)
+
+
+def load_replies(task: Task) -> Task:
+    """Attach a task's replies (with their model versions) to a task object already in hand."""
+    prefetch_related_objects([task], Prefetch("replies", queryset=_replies()))
+    return task
 
 
 def open_leases(*, project: Project, annotator) -> QuerySet[Lease]:
     return Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE).order_by("id")
 
 
-def lease_for_annotator(*, project: Project, annotator, lease_id: int) -> Lease | None:
-    return Lease.objects.filter(project=project, annotator=annotator, pk=lease_id).first()
+def lease_for_annotator(*, project: Project, annotator, lease_id: int, with_task_kind: bool = False) -> Lease | None:
+    leases = Lease.objects.filter(project=project, annotator=annotator, pk=lease_id)
+    if with_task_kind:
+        leases = leases.annotate(task_kind=F("task__kind"))
+    return leases.first()
 
 
 def submissions_visible_to(*, project: Project, user, role: str) -> QuerySet[Submission]:

@@ -242,6 +242,8 @@ class SubmissionOut(serializers.ModelSerializer):
                   "review"]
 
     def get_review(self, submission) -> dict | None:
+        if self.context.get("unreviewed"):
+            return None
         reviews = list(submission.reviews.all())  # prefetched by the views
         latest = max(reviews, key=lambda r: r.pk) if reviews else None
         return ReviewOut(latest).data if latest else None

@@ -284,7 +284,10 @@ class TaskDetailView(ProjectScopedView):
 
 # --- leases ---------------------------------------------------------------------------------------
 def _lease_out(lease) -> dict:
-    lease.task = selectors.task_with_replies(task_id=lease.task_id)
+    if "task" in lease._state.fields_cache:  # a fresh lease brings its task: only the replies are missing
+        selectors.load_replies(lease.task)
+    else:
+        lease.task = selectors.task_with_replies(task_id=lease.task_id)
     if "instruction_version" not in lease._state.fields_cache:
         lease.instruction_version = InstructionVersion.objects.get(pk=lease.instruction_version_id)
     return s.LeaseOut(lease).data
@@ -312,7 +315,8 @@ class _LeaseActionView(ProjectScopedView):
     roles = {"post": LABELLERS}
 
     def _lease(self, request, lease_id):
-        lease = selectors.lease_for_annotator(project=self.project, annotator=request.user, lease_id=lease_id)
+        lease = selectors.lease_for_annotator(project=self.project, annotator=request.user, lease_id=lease_id,
+                                              with_task_kind=True)
         if lease is None:
             raise NotFound()
         return lease
@@ -325,16 +329,18 @@ class SubmitView(_LeaseActionView):
         component_name="SubmitIn", serializers=[s.DemonstrationIn, s.RankingIn], resource_type_field_name=None), responses={201: s.SubmissionOut, 200: s.SubmissionOut})
     def post(self, request, lease_id, project_id):
         lease = self._lease(request, lease_id)
-        kind = lease.task.kind
+        kind = lease.task_kind
         data = (s.DemonstrationIn if kind == TaskKind.DEMONSTRATION else s.RankingIn)(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         service = submissions.submit_demonstration if kind == TaskKind.DEMONSTRATION else submissions.submit_ranking
         submission = service(lease_id=lease.pk, annotator=request.user, **fields)
-        replayed = getattr(submission, "replayed", False)
-        submission = Submission.objects.select_related("instruction_version", "annotator", "reply").prefetch_related(
-            "reviews__reviewer", "reviews__fixed_reply").get(pk=submission.pk)
-        return Response(s.SubmissionOut(submission).data, status=200 if replayed else 201)
+        if getattr(submission, "replayed", False):
+            submission = Submission.objects.select_related("instruction_version", "annotator", "reply").prefetch_related(
+                "reviews__reviewer", "reviews__fixed_reply").get(pk=submission.pk)
+            return Response(s.SubmissionOut(submission).data, status=200)
+        # Made by this request: everything the output needs is in memory, and no review exists yet.
+        return Response(s.SubmissionOut(submission, context={"unreviewed": True}).data, status=201)
 
 
 class SkipView(_LeaseActionView):

@@ -12,6 +12,7 @@ ORM path; SQLite serialises writers anyway.
 """
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from django.utils import timezone
 
 from ..errors import LeaseCapReached, LeaseNotActive, NoInstructions, NoTaskAvailable, NotFound, PermissionDenied
 from ..models import Lease, Membership, Project, Role, Task
+from . import prepared
 
 LABELLING_ROLES = (Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN)
 
@@ -49,11 +51,18 @@ def lease_next_task(*, project: Project, annotator, now: datetime | None = None)
     now = now or timezone.now()
     if project.current_instructions_id is None:
         raise NoInstructions("This project has no published instructions yet; nothing can be labelled.")
-    reclaim_expired_leases(project=project, now=now)
+    reclaimed = False
     for attempt in range(MAX_ATTEMPTS):
         lease = _lease_once(project=project, annotator=annotator, now=now)
         if lease is not None:
             return lease
+        # Slots held by leases that ran out look taken until they are reclaimed. Beat reclaims
+        # every 30 s; doing it here only when nothing was found keeps it off the common path
+        # (it cost 1.35 ms of CPU on every next when it ran each time).
+        if not reclaimed:
+            reclaimed = True
+            if reclaim_expired_leases(project=project, now=now):
+                continue
         # SKIP LOCKED passes over tasks other requests hold at this instant; one of them may still
         # have a free slot once they commit. Answer "no task" only when none is left at all.
         if not _open_task_left_for(project=project, annotator=annotator):
@@ -70,15 +79,33 @@ def _open_task_left_for(*, project: Project, annotator) -> bool:
     return Task.objects.filter(project=project, state=Task.State.OPEN).exclude(Exists(had)).exists()
 
 
+# Lock the annotator's membership (so one annotator's parallel requests cannot overrun their cap)
+# and count their live leases in the same round trip. A lease past its time no longer counts
+# against the cap even before it is reclaimed.
+_LOCK_SQL = f"""
+SELECT m.role, (
+    SELECT count(*) FROM {Lease._meta.db_table} l
+    WHERE l.project_id = m.project_id AND l.annotator_id = m.user_id
+      AND l.status = 'active' AND l.expires_at > %(now)s)
+FROM {Membership._meta.db_table} m
+WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
+FOR UPDATE OF m
+"""
+
+
 @transaction.atomic
 def _lease_once(*, project: Project, annotator, now: datetime) -> Lease | None:
-    membership = (
-        Membership.objects.select_for_update().filter(project=project, user=annotator).only("role").first()
-    )
-    if membership is None or membership.role not in LABELLING_ROLES:
+    if connection.vendor == "postgresql":
+        # A fresh statement after BEGIN: under READ COMMITTED it sees leases committed meanwhile.
+        row = prepared.fetchone(_LOCK_SQL, {"project": project.pk, "annotator": annotator.pk, "now": now})
+        role, open_leases = row if row else (None, 0)
+    else:
+        membership = Membership.objects.select_for_update().filter(project=project, user=annotator).first()
+        role = membership.role if membership else None
+        open_leases = Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE,
+                                           expires_at__gt=now).count()
+    if role not in LABELLING_ROLES:
         raise PermissionDenied("Only annotators, reviewers and admins of this project can label.")
-    # A fresh statement after the lock: under READ COMMITTED it sees leases committed meanwhile.
-    open_leases = Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE).count()
     if open_leases >= project.pending_cap:
         raise LeaseCapReached(
             f"You already hold {open_leases} open task(s) in this project (the limit is {project.pending_cap}); "
@@ -107,27 +134,33 @@ WITH candidate AS (
     UPDATE {Task._meta.db_table} t
     SET lease_count = t.lease_count + 1, state = {_state_sql("+ 1", "")}
     FROM candidate c WHERE t.id = c.id
-    RETURNING t.id
+    RETURNING t.id, t.kind, t.conversation::text
+), leased AS (
+    INSERT INTO {Lease._meta.db_table}
+        (project_id, task_id, annotator_id, status, created_at, expires_at, reason, instruction_version_id)
+    SELECT %(project)s, b.id, %(annotator)s, 'active', %(now)s, %(expires)s, '', %(instructions)s FROM bumped b
+    RETURNING id, task_id
 )
-INSERT INTO {Lease._meta.db_table}
-    (project_id, task_id, annotator_id, status, created_at, expires_at, reason, instruction_version_id)
-SELECT %(project)s, b.id, %(annotator)s, 'active', %(now)s, %(expires)s, '', %(instructions)s FROM bumped b
-RETURNING id, task_id
+-- The task's own fields come back with the lease, so showing it costs one more query (its replies).
+SELECT l.id, l.task_id, b.kind, b.conversation FROM leased l JOIN bumped b ON b.id = l.task_id
 """
 
 
 def _lease_postgres(*, project, annotator, now, expires_at) -> Lease | None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _LEASE_SQL,
-            {"project": project.pk, "annotator": annotator.pk, "now": now, "expires": expires_at,
-             "overlap": project.overlap, "instructions": project.current_instructions_id},
-        )
-        row = cursor.fetchone()
+    row = prepared.fetchone(
+        _LEASE_SQL,
+        {"project": project.pk, "annotator": annotator.pk, "now": now, "expires": expires_at,
+         "overlap": project.overlap, "instructions": project.current_instructions_id},
+    )
     if row is None:
         return None
-    return Lease(id=row[0], task_id=row[1], project=project, annotator=annotator, status=Lease.Status.ACTIVE,
-                 created_at=now, expires_at=expires_at, instruction_version_id=project.current_instructions_id)
+    lease = Lease(id=row[0], task_id=row[1], project=project, annotator=annotator, status=Lease.Status.ACTIVE,
+                  created_at=now, expires_at=expires_at, instruction_version_id=project.current_instructions_id)
+    # A partial task (id, kind, conversation): enough to show it; views load its replies.
+    lease.task = Task(id=row[1], project=project, kind=row[2], conversation=json.loads(row[3]))
+    if "current_instructions" in project._state.fields_cache:
+        lease.instruction_version = project.current_instructions  # spares the view a query
+    return lease
 
 
 def _lease_generic(*, project, annotator, now, expires_at) -> Lease | None:

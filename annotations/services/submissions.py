@@ -190,20 +190,21 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
     if not isinstance(time_spent_ms, int) or time_spent_ms < 0:
         raise InvalidInput("time_spent_ms must be a non-negative integer.", field="time_spent_ms")
 
-    replay = _replay(annotator=annotator, key=key, lease_id=lease_id)
-    if replay is not None:
-        return replay
     try:
         with transaction.atomic():
-            lease = Lease.objects.select_for_update().select_related("project").filter(pk=lease_id).first()
+            # Lock the lease row only (``of``): locking the joined project row too would queue every
+            # submit of a project behind one another.
+            lease = (Lease.objects.select_for_update(of=("self",)).select_related("project", "instruction_version")
+                     .filter(pk=lease_id).first())
             if lease is None or lease.annotator_id != annotator.pk:
                 raise NotFound("No such lease.")
-            # A concurrent duplicate may have committed while we waited for the lock.
+            # Checked under the lock: a concurrent duplicate may have committed while we waited.
             replay = _replay(annotator=annotator, key=key, lease_id=lease_id)
             if replay is not None:
                 return replay
             project = lease.project
-            task = Task.objects.select_for_update().get(pk=lease.task_id)
+            task = Task.objects.select_for_update().only("id", "kind", "lease_count", "submission_count").get(
+                pk=lease.task_id)
             if task.kind != kind:
                 raise InvalidInput(f"This is a {task.kind} task, not a {kind} task.", field="kind")
             if lease.status == Lease.Status.ACTIVE:

@@ -7,6 +7,8 @@ SECRET_KEY = "test-only-not-a-secret"  # noqa: S105 - the test settings never se
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/labelwork")}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The same preparation as base settings, so tests run the prepared hot statements the way production does.
+DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CELERY_BROKER_URL = REDIS_URL

@@ -72,6 +72,32 @@ def test_expired_lease_returns_task_to_pool(project, member):
     assert task.lease_count == 1
 
 
+def test_a_lease_past_its_time_stops_counting_against_the_cap_before_it_is_reclaimed(project, annotator):
+    project = update_project_settings(project=project, pending_cap=1)
+    TaskFactory.create_batch(2, project=project)
+    now = timezone.now()
+    first = lease_next_task(project=project, annotator=annotator, now=now)
+    with pytest.raises(LeaseCapReached):
+        lease_next_task(project=project, annotator=annotator, now=now)
+    later = now + timedelta(seconds=project.lease_seconds + 1)
+    second = lease_next_task(project=project, annotator=annotator, now=later)
+    assert second.task_id != first.task_id
+    # Free tasks were left, so nothing had to be reclaimed on the way: the old lease waits for beat.
+    assert Lease.objects.get(pk=first.pk).status == Lease.Status.ACTIVE
+    assert reclaim_expired_leases(now=later) == 1
+    assert Lease.objects.get(pk=first.pk).status == Lease.Status.EXPIRED
+
+
+def test_a_fresh_lease_brings_its_task_as_stored(project, annotator):
+    conversation = [{"role": "user", "content": "Hi \u202e there"}, {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Ünïcode and \"quotes\""}]
+    task = TaskFactory(project=project, conversation=conversation)
+    lease = lease_next_task(project=project, annotator=annotator)
+    assert lease.task.pk == task.pk
+    assert lease.task.kind == task.kind
+    assert lease.task.conversation == conversation
+
+
 def test_reclaim_across_projects_is_idempotent(member):
     p1, p2 = ProjectFactory(), ProjectFactory()
     users = []
