@@ -27,7 +27,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(m.Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["project", "user", "role"]
+    list_display = ["project", "user", "role", "paused_at"]
     list_filter = ["role"]
     raw_id_fields = ["project", "user"]
 
@@ -67,7 +67,8 @@ class ReplyInline(admin.TabularInline):
 
 @admin.register(m.Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "state", "lease_count", "submission_count", "created_at"]
+    list_display = ["id", "project", "kind", "state", "lease_count", "submission_count", "accepted_count",
+                    "completed_at", "created_at"]
     list_filter = ["kind", "state"]
     raw_id_fields = ["project", "import_batch"]
     inlines = [ReplyInline]
@@ -91,8 +92,9 @@ class LeaseAdmin(admin.ModelAdmin):
 
 @admin.register(m.Submission)
 class SubmissionAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "task", "annotator", "kind", "status", "instruction_version", "created_at"]
-    list_filter = ["kind", "status"]
+    list_display = ["id", "project", "task", "annotator", "kind", "status", "review_required", "instruction_version",
+                    "created_at"]
+    list_filter = ["kind", "status", "review_required"]
     raw_id_fields = ["project", "task", "lease", "annotator", "instruction_version", "reply"]
     show_full_result_count = False
 
@@ -115,3 +117,45 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(m.GoldStandard)
+class GoldStandardAdmin(admin.ModelAdmin):
+    """Read-mostly: set and change references through the gold page or API, which rescore the
+    task's submissions and move the task out of the pool in one transaction."""
+
+    list_display = ["task", "project", "created_by", "updated_at"]
+    raw_id_fields = ["task", "project", "source_submission", "created_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(m.GoldScore)
+class GoldScoreAdmin(admin.ModelAdmin):
+    list_display = ["submission", "project", "annotator", "score", "ranking_tau", "created_at"]
+    raw_id_fields = ["submission", "gold", "project", "annotator"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(m.QualityRule)
+class QualityRuleAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "metric", "threshold", "min_samples", "window", "action", "active"]
+    list_filter = ["metric", "action", "active"]
+    raw_id_fields = ["project", "created_by"]
+
+
+@admin.register(m.Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "subject", "created_at", "read_at"]
+    list_filter = ["kind"]
+    raw_id_fields = ["project", "subject", "rule", "read_by"]

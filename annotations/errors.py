@@ -42,6 +42,13 @@ class NoTaskAvailable(DomainError):
     status = 404
 
 
+class AnnotatorPaused(DomainError):
+    """A quality rule or an admin stopped serving this annotator new tasks in the project."""
+
+    code = "annotator_paused"
+    status = 403
+
+
 class LeaseNotActive(DomainError):
     code = "lease_not_active"
     status = 409

@@ -45,6 +45,24 @@ class Project(models.Model):
     # Queue a drafting job for every successful import (drafts_n > 0).
     draft_on_import = models.BooleanField(default=True)
 
+    # Quality control (annotations.quality). Share of "next task" requests that first try a gold
+    # task the annotator has not had; gold tasks look like any other task to the annotator.
+    gold_rate = models.FloatField(default=0.0, db_default=0.0,
+                                  validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # Share of submissions sampled for review; an annotator's first ``review_new_until`` accepted
+    # submissions are always reviewed.
+    review_rate = models.FloatField(default=1.0, db_default=1.0,
+                                    validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    review_new_until = models.PositiveIntegerField(default=10, db_default=10,
+                                                   validators=[MaxValueValidator(10_000)])
+
+    class OnReject(models.TextChoices):
+        RETURN = "return", "Return to the annotator to redo"
+        REASSIGN = "reassign", "Give the slot to someone else"
+
+    on_reject = models.CharField(max_length=8, choices=OnReject.choices, default=OnReject.RETURN,
+                                 db_default=OnReject.RETURN)
+
     class Meta:
         ordering = ["id"]
 
@@ -57,6 +75,13 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when a quality rule (or an admin) stopped serving this member new tasks; the lease path
+    # refuses "next" while it is set. Cleared by annotations.quality.rules.resume_annotator.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.TextField(blank=True, db_default="")
+    # Quality rules look only at work after this moment (set when an admin resumes the member, so
+    # the items that caused the pause do not pause them again at once).
+    quality_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
@@ -141,6 +166,9 @@ class Task(models.Model):
         OPEN = "open", "Open"  # a slot is free: can be leased
         BUSY = "busy", "Busy"  # every slot is leased or submitted
         DONE = "done", "Done"  # `overlap` submissions received
+        # A gold task (annotations.quality.gold): outside the normal pool, served only by the gold
+        # path, never counted toward completion; its counters still move but never its state.
+        GOLD = "gold", "Gold"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
@@ -155,6 +183,10 @@ class Task(models.Model):
     state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
     lease_count = models.PositiveIntegerField(default=0)
     submission_count = models.PositiveIntegerField(default=0)
+    # Submissions that count as accepted: accepted by a reviewer, or not sampled for review and
+    # not rejected. The task is complete once this reaches the project's overlap.
+    accepted_count = models.PositiveIntegerField(default=0, db_default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -165,6 +197,9 @@ class Task(models.Model):
             # Only tasks that still need work: keeps the next-task scan short at 1M rows.
             models.Index(fields=["project", "id"], condition=Q(state="open"), name="task_open_idx"),
             models.Index(fields=["project", "state"], name="task_state_idx"),
+            models.Index(fields=["project", "id"], condition=Q(state="gold"), name="task_gold_idx"),
+            models.Index(fields=["project", "id"], condition=Q(completed_at__isnull=False),
+                         name="task_complete_idx"),
         ]
 
     def __str__(self) -> str:
@@ -255,7 +290,9 @@ class Submission(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="submissions")
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="submissions")
-    lease = models.OneToOneField(Lease, on_delete=models.PROTECT, related_name="submission")
+    # Usually one per lease; a rejected submission returned to its annotator is redone on the same
+    # lease, so a lease may hold several, at most one of them not rejected.
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="submissions")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="submissions")
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
     instruction_version = models.ForeignKey(InstructionVersion, on_delete=models.PROTECT, related_name="submissions")
@@ -264,6 +301,9 @@ class Submission(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     rationale = models.TextField(blank=True)
+    # Sampled for review when it was submitted (annotations.quality.sampling); the review queue
+    # holds only these. Not sampled and not rejected counts as accepted for completion.
+    review_required = models.BooleanField(default=False, db_default=False)
 
     # demonstration
     reply = models.OneToOneField(CandidateReply, null=True, blank=True, on_delete=models.PROTECT, related_name="submission")
@@ -278,8 +318,14 @@ class Submission(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["annotator", "idempotency_key"], name="submission_idempotent"),
+            models.UniqueConstraint(fields=["lease"], condition=~Q(status="rejected"),
+                                    name="submission_one_live_per_lease"),
         ]
-        indexes = [models.Index(fields=["project", "annotator", "created_at"], name="submission_mine_idx")]
+        indexes = [
+            models.Index(fields=["project", "annotator", "created_at"], name="submission_mine_idx"),
+            models.Index(fields=["project", "id"], condition=Q(review_required=True, status="submitted"),
+                         name="submission_review_queue_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} submission {self.pk}"
@@ -415,3 +461,5 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action} {self.target}"
+# Quality control: gold standards and their scores, rules, notifications (annotations/quality/).
+from .quality.models import GoldScore, GoldStandard, Notification, QualityRule  # noqa: E402,F401

@@ -11,7 +11,7 @@ from .models import AuditEntry, CandidateReply, Lease, Membership, Project, Revi
 
 # Allow-lists: anything a client may sort or filter by is named here, never passed through.
 TASK_ORDERING = {"id": ("id",), "-id": ("-id",), "created_at": ("created_at", "id"), "-created_at": ("-created_at", "-id")}
-TASK_FILTERS = ("kind", "state", "import_batch")
+TASK_FILTERS = ("kind", "state", "import_batch", "complete")
 
 
 def projects_for_user(user) -> QuerySet[Project]:
@@ -27,19 +27,26 @@ def membership(*, project_id: int, user) -> Membership | None:
 
 def task_list(*, project: Project, filters: dict) -> QuerySet[Task]:
     tasks = Task.objects.filter(project=project)
-    for key in TASK_FILTERS:
+    for key in ("kind", "state", "import_batch"):
         if filters.get(key) not in (None, ""):
             tasks = tasks.filter(**{key: filters[key]})
+    complete = filters.get("complete")
+    if complete not in (None, ""):
+        # Complete = `overlap` accepted submissions (annotations.quality.completion); gold never is.
+        tasks = tasks.filter(completed_at__isnull=not complete).exclude(state=Task.State.GOLD)
     return tasks
 
 
 def task_counts(*, project: Project) -> dict:
-    rows = Task.objects.filter(project=project).values("kind", "state").annotate(n=Count("id")).order_by()
-    counts = {"total": 0, "by_state": {s: 0 for s in Task.State.values}, "by_kind": {}}
+    rows = Task.objects.filter(project=project).values("kind", "state").annotate(
+        n=Count("id"), complete=Count("id", filter=Q(completed_at__isnull=False))).order_by()
+    counts = {"total": 0, "by_state": {s: 0 for s in Task.State.values}, "by_kind": {}, "complete": 0}
     for row in rows:
         counts["total"] += row["n"]
         counts["by_state"][row["state"]] += row["n"]
         counts["by_kind"][row["kind"]] = counts["by_kind"].get(row["kind"], 0) + row["n"]
+        if row["state"] != Task.State.GOLD:
+            counts["complete"] += row["complete"]
     return counts
 
 
@@ -97,10 +104,11 @@ def annotator_stats(*, project: Project, annotator, now=None) -> dict:
 
 
 def review_queue(*, project: Project, reviewer) -> QuerySet[Submission]:
-    """Submissions waiting for a decision, oldest first; never the reviewer's own."""
-    return (Submission.objects.filter(project=project, status=Submission.Status.SUBMITTED)
-            .exclude(annotator=reviewer).select_related("task", "reply", "annotator", "instruction_version")
-            .order_by("id"))
+    """Submissions sampled for review and waiting for a decision, oldest first; never the
+    reviewer's own, never work on gold tasks (scored against the reference instead)."""
+    return (Submission.objects.filter(project=project, status=Submission.Status.SUBMITTED, review_required=True)
+            .exclude(annotator=reviewer).exclude(task__state=Task.State.GOLD)
+            .select_related("task", "reply", "annotator", "instruction_version").order_by("id"))
 
 
 def latest_review(*, submission: Submission) -> Review | None:

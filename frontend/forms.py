@@ -6,7 +6,7 @@ from annotations.models import Project, Role, TaskKind
 from annotations.services.instructions import MAX_INSTRUCTIONS_CHARS
 
 SETTINGS_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n",
-                   "draft_model", "draft_on_import")
+                   "draft_model", "draft_on_import", "gold_rate", "review_rate", "review_new_until", "on_reject")
 
 
 class ProjectSettingsForm(forms.ModelForm):
@@ -17,15 +17,22 @@ class ProjectSettingsForm(forms.ModelForm):
         fields = list(SETTINGS_FIELDS)
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
         help_texts = {
-            "overlap": "Different annotators per task.",
             "comparison_k": "Replies per comparison task.",
             "pending_cap": "Open tasks one annotator may hold.",
             "lease_seconds": "Time an annotator has for one task.",
             "drafts_n": "Model drafts requested per prompt.",
             "draft_model": "The model that drafts replies; empty uses the configured default model.",
             "draft_on_import": "Queue a drafting job for every successful import.",
+            "overlap": "Different annotators per task; a task is complete once this many of its submissions are "
+                       "accepted (reviewed and accepted, or not sampled for review).",
+            "gold_rate": "Share of 'next task' requests that serve an unseen gold task first (0-1).",
+            "review_rate": "Share of submissions sampled for the review queue (0-1).",
+            "review_new_until": "Review everything of an annotator until this many of their submissions are accepted.",
+            "on_reject": "What a rejection does with the task's slot.",
         }
-        labels = {"draft_model": "Drafting model", "draft_on_import": "Draft imported prompts"}
+        labels = {"draft_model": "Drafting model", "draft_on_import": "Draft imported prompts",
+                  "gold_rate": "Gold rate", "review_rate": "Review rate",
+                  "review_new_until": "Always review new annotators until accepted", "on_reject": "On rejection"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -4,14 +4,10 @@ from __future__ import annotations
 import itertools
 import math
 
-from annotations.models import ModelVersion, Project, Submission, TaskKind
+from annotations.models import ModelVersion, Project, Submission, Task, TaskKind
+from annotations.quality.metrics import kendall_tau_b, rank_positions
 
 from .models import AIRanking, Critique
-
-
-def rank_positions(tie_groups: list[list]) -> dict[int, int]:
-    """{reply_id: group index}, 0 = best; members of one tie-group share a position."""
-    return {int(rid): i for i, group in enumerate(tie_groups) for rid in group}
 
 
 def compare_rankings(ai: list[list], human: list[list]) -> dict:
@@ -28,9 +24,7 @@ def compare_rankings(ai: list[list], human: list[list]) -> dict:
             ai_ties += 1
         elif (a[x] < a[y]) == (h[x] < h[y]):
             agree += 1
-    from scipy.stats import kendalltau  # heavy import: only when agreement is computed
-
-    tau = kendalltau([a[i] for i in ids], [h[i] for i in ids]).statistic if len(ids) >= 2 else math.nan
+    tau = kendall_tau_b([a[i] for i in ids], [h[i] for i in ids]) if len(ids) >= 2 else math.nan
     return {"strict_pairs": strict, "agree": agree, "ai_ties": ai_ties, "tau": tau}
 
 
@@ -40,8 +34,9 @@ def ai_human_agreement(*, project: Project, model_version: ModelVersion | None =
     if model_version is not None:
         rankings = rankings.filter(model_version=model_version)
     humans: dict[int, list[list[list]]] = {}
+    # Gold tasks are scored against their reference, not counted as agreement with people.
     for task_id, ranking in Submission.objects.filter(project=project, kind=TaskKind.COMPARISON).exclude(
-            status=Submission.Status.REJECTED).values_list("task_id", "ranking"):
+            status=Submission.Status.REJECTED).exclude(task__state=Task.State.GOLD).values_list("task_id", "ranking"):
         humans.setdefault(task_id, []).append(ranking)
     report: dict[int, dict] = {}
     for ai in rankings:

@@ -31,7 +31,18 @@ class ProjectOut(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "description", "created_at", "overlap", "comparison_k", "pending_cap",
-                  "lease_seconds", "drafts_n", "draft_model", "draft_on_import", "current_instructions", "my_role"]
+                  "lease_seconds", "drafts_n", "draft_model", "draft_on_import", "gold_rate", "review_rate",
+                  "review_new_until", "on_reject", "current_instructions", "my_role"]
+
+    # Annotators do not learn how often gold is served or work is checked.
+    QUALITY_FIELDS = ("gold_rate", "review_rate", "review_new_until", "on_reject")
+
+    def to_representation(self, project):
+        data = super().to_representation(project)
+        if self.get_my_role(project) not in (Role.ADMIN, Role.REVIEWER, Role.ENGINEER):
+            for field in self.QUALITY_FIELDS:
+                data.pop(field, None)
+        return data
 
     def get_current_instructions(self, project) -> int | None:
         v = project.current_instructions
@@ -134,7 +145,7 @@ class TaskOut(serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = ["id", "kind", "state", "conversation", "metadata", "lease_count", "submission_count",
-                  "import_batch", "created_at"]
+                  "accepted_count", "completed_at", "import_batch", "created_at"]
 
 
 class TaskDetailOut(TaskOut):
@@ -148,6 +159,7 @@ class TaskCountsOut(serializers.Serializer):
     total = serializers.IntegerField()
     by_state = serializers.DictField(child=serializers.IntegerField())
     by_kind = serializers.DictField(child=serializers.IntegerField())
+    complete = serializers.IntegerField(help_text="Tasks with `overlap` accepted submissions (gold excluded).")
 
 
 class LeaseTaskOut(serializers.ModelSerializer):

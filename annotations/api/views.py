@@ -237,6 +237,9 @@ class SubmissionPagination(AllowListedCursorPagination):
     orderings = {"id": ("id",), "-id": ("-id",)}
 
 
+BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _check_params(request, allowed: set[str]) -> None:
     unknown = set(request.query_params) - allowed - {"cursor", "ordering", "page_size", "format"}
     if unknown:
@@ -249,7 +252,9 @@ class TaskListView(ProjectScopedView):
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=TaskKind.values), OpenApiParameter("state", str),
                     OpenApiParameter("import_batch", int), OpenApiParameter("ordering", str,
-                                                                            enum=list(selectors.TASK_ORDERING))],
+                                                                            enum=list(selectors.TASK_ORDERING)),
+                    OpenApiParameter("complete", bool, description="true: tasks with `overlap` accepted "
+                                     "submissions; false: the others (gold tasks are neither)")],
         responses=s.TaskOut(many=True),
     )
     def get(self, request, project_id):
@@ -257,6 +262,11 @@ class TaskListView(ProjectScopedView):
         filters = {k: request.query_params.get(k) for k in selectors.TASK_FILTERS}
         if filters["import_batch"] not in (None, "") and not filters["import_batch"].isdigit():
             raise ValidationError({"import_batch": ["Must be an integer."]})
+        if filters["complete"] not in (None, ""):
+            flag = BOOLEAN_WORDS.get(filters["complete"].lower())
+            if flag is None:
+                raise ValidationError({"complete": ["Must be true or false."]})
+            filters["complete"] = flag
         tasks = selectors.task_list(project=self.project, filters=filters)
         paginator = TaskPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)

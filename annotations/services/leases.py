@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from ..errors import LeaseCapReached, LeaseNotActive, NoInstructions, NoTaskAvailable, NotFound, PermissionDenied
 from ..models import Lease, Membership, Project, Role, Task
+from ..quality.serving import ensure_serving, serve_gold
 from . import prepared
 
 LABELLING_ROLES = (Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN)
@@ -32,6 +33,7 @@ def state_after(*, overlap: int, lease_delta: int = 0, submission_delta: int = 0
     """The task state once its counters have moved by the given deltas. An UPDATE's SET sees the
     old values, so the deltas are applied inside the expression."""
     return Case(
+        When(state=Task.State.GOLD, then=Value(Task.State.GOLD)),  # gold never joins the pool
         When(submission_count__gte=overlap - submission_delta, then=Value(Task.State.DONE)),
         When(lease_count__gte=overlap - lease_delta - submission_delta - F("submission_count"),
              then=Value(Task.State.BUSY)),
@@ -86,7 +88,7 @@ _LOCK_SQL = f"""
 SELECT m.role, (
     SELECT count(*) FROM {Lease._meta.db_table} l
     WHERE l.project_id = m.project_id AND l.annotator_id = m.user_id
-      AND l.status = 'active' AND l.expires_at > %(now)s)
+      AND l.status = 'active' AND l.expires_at > %(now)s), m.paused_at
 FROM {Membership._meta.db_table} m
 WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
 FOR UPDATE OF m
@@ -98,14 +100,15 @@ def _lease_once(*, project: Project, annotator, now: datetime) -> Lease | None:
     if connection.vendor == "postgresql":
         # A fresh statement after BEGIN: under READ COMMITTED it sees leases committed meanwhile.
         row = prepared.fetchone(_LOCK_SQL, {"project": project.pk, "annotator": annotator.pk, "now": now})
-        role, open_leases = row if row else (None, 0)
+        role, open_leases, paused_at = row if row else (None, 0, None)
     else:
         membership = Membership.objects.select_for_update().filter(project=project, user=annotator).first()
-        role = membership.role if membership else None
+        role, paused_at = (membership.role, membership.paused_at) if membership else (None, None)
         open_leases = Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE,
                                            expires_at__gt=now).count()
     if role not in LABELLING_ROLES:
         raise PermissionDenied("Only annotators, reviewers and admins of this project can label.")
+    ensure_serving(paused_at)  # quality hook: a paused annotator gets no new task
     if open_leases >= project.pending_cap:
         raise LeaseCapReached(
             f"You already hold {open_leases} open task(s) in this project (the limit is {project.pending_cap}); "
@@ -113,6 +116,10 @@ def _lease_once(*, project: Project, annotator, now: datetime) -> Lease | None:
             open_leases=open_leases,
         )
     expires_at = now + timedelta(seconds=project.lease_seconds)
+    # Quality hook: at the project's gold rate, an unseen gold task first (annotations.quality.serving).
+    gold = serve_gold(project=project, annotator=annotator, now=now, expires_at=expires_at)
+    if gold is not None:
+        return gold
     if connection.vendor == "postgresql":
         return _lease_postgres(project=project, annotator=annotator, now=now, expires_at=expires_at)
     return _lease_generic(project=project, annotator=annotator, now=now, expires_at=expires_at)

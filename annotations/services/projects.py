@@ -3,15 +3,17 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from ..errors import InvalidInput
 from ..models import Membership, Project, Role, Task
+from ..quality import completion
 from . import audit
 
 User = get_user_model()
 
 SETTING_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n",
-                  "draft_model", "draft_on_import")
+                  "draft_model", "draft_on_import", "gold_rate", "review_rate", "review_new_until", "on_reject")
 
 
 @transaction.atomic
@@ -46,13 +48,14 @@ def update_project_settings(*, project: Project, actor=None, **changes) -> Proje
                      target=f"project {project.pk}", details=changed)
     if project.overlap != old_overlap:
         recompute_task_states(project=project)
+        completion.recompute_completion(project=project, now=timezone.now())
     return project
 
 
 def recompute_task_states(*, project: Project) -> int:
     """Bring every task's state in line with the project's overlap after the overlap changed."""
     k = project.overlap
-    tasks = Task.objects.filter(project=project)
+    tasks = Task.objects.filter(project=project).exclude(state=Task.State.GOLD)  # gold keeps its state
     n = tasks.filter(submission_count__gte=k).exclude(state=Task.State.DONE).update(state=Task.State.DONE)
     n += tasks.filter(submission_count__lt=k, lease_count__gte=k - F("submission_count")).exclude(
         state=Task.State.BUSY).update(state=Task.State.BUSY)

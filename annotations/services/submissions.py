@@ -28,6 +28,7 @@ from ..models import (
     Task,
     TaskKind,
 )
+from ..quality import completion, sampling
 from ..signals import submission_created
 from .leases import state_after
 
@@ -203,7 +204,7 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
             if replay is not None:
                 return replay
             project = lease.project
-            task = Task.objects.select_for_update().only("id", "kind", "lease_count", "submission_count").get(
+            task = Task.objects.select_for_update().only("id", "kind", "state", "lease_count", "submission_count").get(
                 pk=lease.task_id)
             if task.kind != kind:
                 raise InvalidInput(f"This is a {task.kind} task, not a {kind} task.", field="kind")
@@ -220,10 +221,15 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
 
             version = _instruction_version(project=project, lease=lease, number=instruction_version)
             fields = build(lease, task)
+            # Quality: gold work is scored, not reviewed; other work is sampled for review, and
+            # work not sampled counts as accepted toward the task's completion at once.
+            gold = task.state == Task.State.GOLD
+            review_required = not gold and sampling.needs_review(project=project, annotator=annotator,
+                                                                  lease_id=lease.pk)
             submission = Submission.objects.create(
                 project=project, task=task, lease=lease, annotator=annotator, kind=kind,
                 instruction_version=version, idempotency_key=key, rationale=rationale or "",
-                time_spent_ms=time_spent_ms, **fields,
+                time_spent_ms=time_spent_ms, review_required=review_required, **fields,
             )
             lease.status = Lease.Status.SUBMITTED
             lease.closed_at = now
@@ -232,7 +238,13 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
                 lease_count=F("lease_count") + lease_delta,
                 submission_count=F("submission_count") + 1,
                 state=state_after(overlap=project.overlap, lease_delta=lease_delta, submission_delta=1),
+                **completion.accepted_update(overlap=project.overlap, delta=int(not (gold or review_required)),
+                                             now=now),
             )
+            if gold:
+                from ..quality.gold import after_gold_submission
+
+                after_gold_submission(submission=submission)
             transaction.on_commit(lambda: submission_created.send(sender=Submission, submission_id=submission.pk))
             return submission
     except IntegrityError:

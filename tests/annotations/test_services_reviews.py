@@ -1,7 +1,7 @@
 import pytest
 
-from annotations.errors import InvalidInput, PermissionDenied
-from annotations.models import Review, Role, Submission, Task
+from annotations.errors import InvalidInput, NoTaskAvailable, PermissionDenied
+from annotations.models import Lease, Project, Review, Role, Submission, Task
 from annotations.services.leases import lease_next_task
 from annotations.services.reviews import AlreadyReviewed, review_submission
 from annotations.services.submissions import submit_demonstration, submit_ranking
@@ -17,7 +17,8 @@ def submitted(project, annotator):
     return submit_demonstration(lease_id=lease.pk, annotator=annotator, idempotency_key="k", text="Paris is in Italy.")
 
 
-def test_reject_needs_a_reason_and_reopens_the_task(submitted, member, project):
+def test_reject_in_reassign_mode_needs_a_reason_and_reopens_the_task(submitted, member, project):
+    Project.objects.filter(pk=project.pk).update(on_reject=Project.OnReject.REASSIGN)
     reviewer = member(Role.REVIEWER)
     with pytest.raises(InvalidInput, match="Say why"):
         review_submission(submission_id=submitted.pk, reviewer=reviewer, decision="reject", reason="  ")
@@ -27,6 +28,28 @@ def test_reject_needs_a_reason_and_reopens_the_task(submitted, member, project):
     task = Task.objects.get(pk=submitted.task_id)
     assert (task.submission_count, task.state) == (0, Task.State.OPEN)
     assert lease_next_task(project=project, annotator=member()).task_id == task.pk  # someone else redoes it
+
+
+def test_reject_returns_the_work_to_its_annotator_who_redoes_it(submitted, member, project, annotator):
+    """Default on_reject=return: the annotator's lease comes back with the reason, the slot is
+    theirs (nobody else gets the task), and the redone submission is reviewed again."""
+    Project.objects.filter(pk=project.pk).update(review_rate=0.5, review_new_until=0)
+    reviewer = member(Role.REVIEWER)
+    review_submission(submission_id=submitted.pk, reviewer=reviewer, decision="reject", reason="Paris is in France.")
+    task = Task.objects.get(pk=submitted.task_id)
+    assert (task.submission_count, task.lease_count, task.state) == (0, 1, Task.State.BUSY)
+    lease = Lease.objects.get(pk=submitted.lease_id)
+    assert lease.status == Lease.Status.ACTIVE and lease.closed_at is None
+    with pytest.raises(NoTaskAvailable):
+        lease_next_task(project=project, annotator=member())  # the slot is held for the annotator
+    redo = submit_demonstration(lease_id=lease.pk, annotator=annotator, idempotency_key="k2",
+                                text="Paris is in France.")
+    assert redo.pk != submitted.pk and redo.lease_id == lease.pk and redo.review_required
+    task.refresh_from_db()
+    assert (task.submission_count, task.lease_count, task.state) == (1, 0, Task.State.DONE)
+    review_submission(submission_id=redo.pk, reviewer=reviewer, decision="accept")
+    task.refresh_from_db()
+    assert task.accepted_count == 1 and task.completed_at is not None
 
 
 def test_fix_keeps_the_correction_beside_the_original(submitted, member):

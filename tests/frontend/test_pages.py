@@ -236,10 +236,13 @@ def test_settings_form_updates_through_the_service(client, project, admin_user):
     client.force_login(admin_user)
     url = f"/projects/{project.pk}/settings/"
     data = {"action": "settings", "name": "Renamed", "description": "", "overlap": 2, "comparison_k": 3,
-            "pending_cap": 5, "lease_seconds": 600, "drafts_n": 2}
+            "pending_cap": 5, "lease_seconds": 600, "drafts_n": 2, "gold_rate": 0.1, "review_rate": 0.25,
+            "review_new_until": 5, "on_reject": "reassign"}
     assert client.post(url, data).status_code == 302
     project.refresh_from_db()
     assert (project.name, project.overlap, project.comparison_k, project.lease_seconds) == ("Renamed", 2, 3, 600)
+    assert (project.gold_rate, project.review_rate, project.review_new_until, project.on_reject) == (
+        0.1, 0.25, 5, "reassign")
     bad = client.post(url, {**data, "lease_seconds": 5})
     assert bad.status_code == 200 and b"field-error" in bad.content
     assert Project.objects.get(pk=project.pk).lease_seconds == 600
