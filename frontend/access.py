@@ -4,7 +4,7 @@ does not allow the page -> 403. Anonymous visitors are sent to the login form fi
 
 Every page under /projects/<id>/ is declared with ``project_page`` and the roles per HTTP method,
 like ``ProjectScopedView.roles`` in the API: a method not listed is refused (405) before anything
-is looked up. The declaration is also what tests/labelstudio_app/test_route_access.py reads to
+is looked up. The declaration is also what tests/annotations/test_permissions.py reads to
 walk every page as an outsider, as another project's admin and as each role."""
 from __future__ import annotations
 

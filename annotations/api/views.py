@@ -32,7 +32,8 @@ class ProjectScopedView(APIView):
     membership: Membership
 
     def action_name(self, request) -> str:
-        return request.method.lower()
+        method = request.method.lower()
+        return "get" if method == "head" else method  # HEAD is GET without the body
 
 
 # --- auth -----------------------------------------------------------------------------------------

@@ -1,54 +1,64 @@
-"""Walk every API URL pattern that takes a project id, as an outsider, as a member of another
-project, and as each role, and check the deny-by-default rules. New endpoints are covered
-automatically: the walk reads the URLconf, and an endpoint whose ids it cannot fill fails here."""
+"""IDOR walk over the whole URLconf: every route, every HTTP method, API and pages alike.
+
+Each route must be classified, or the walk fails:
+- a project API view (a ``ProjectScopedView`` with ``roles`` per method),
+- a project page (declared with ``frontend.access.project_page`` and its roles per method),
+- the Django admin (staff only), or
+- one of the few ``OPEN_ROUTES`` below, which take no ids and say why they are safe.
+
+Then, with project A holding one object of every kind (a ready snapshot with a real file to
+download included), an outsider, project B's admin (asking through A's URLs and through B's URLs
+with A's object ids) and an anonymous visitor try every method on every route. They get 404 (or
+403 / 405 where their role or the method is refused anyway), the very same answer as for ids that
+do not exist, and never a byte of A's data. A's own members get past the id lookups (a positive
+control: the ids are real), and each role gets 403 exactly where the declaration says so.
+
+A route added later is covered without touching this file as long as it uses the base class or
+the decorator and its ids are among ``ID_KEYS``; otherwise the walk fails and says what to add."""
+from __future__ import annotations
+
 import io
+import re
 
 import pytest
 from django.core.management import call_command
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
 
 from annotations.api.views import ProjectScopedView
-from annotations.models import Role
+from annotations.exports.service import build_snapshot, create_snapshot
+from annotations.models import ImportBatch, ModelVersion, Role
 from annotations.services.leases import lease_next_task
 from annotations.services.submissions import submit_demonstration
-from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, UserFactory
+from models_service.models import FinetuneJob, ModelJob
+from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, UserFactory, comparison_task
 
 pytestmark = pytest.mark.django_db
 
-METHODS = ("get", "post", "patch", "put", "delete")
-
-
-@pytest.fixture
-def world():
-    """Project A with one object of every kind; project B with its own admin."""
-    a = ProjectFactory()
-    annotator = UserFactory()
-    MembershipFactory(project=a, user=annotator, role=Role.ANNOTATOR)
-    TaskFactory.create_batch(3, project=a)  # the third stays open for the role tests
-    lease = lease_next_task(project=a, annotator=annotator)
-    done = lease_next_task(project=a, annotator=annotator)
-    submission = submit_demonstration(lease_id=done.pk, annotator=annotator, idempotency_key="k", text="x")
-    from annotations.models import ImportBatch
-
-    batch = ImportBatch.objects.create(project=a, file_name="f.jsonl", format="jsonl", created_by=a.created_by)
-    from annotations.models import ModelVersion
-    from models_service.models import ModelJob
-
-    job = ModelJob.objects.create(project=a, kind="drafting", model_version=ModelVersion.objects.create(name="m"))
-    from annotations.models import DatasetSnapshot
-    from models_service.models import FinetuneJob
-
-    snapshot = DatasetSnapshot.objects.create(project=a)
-    finetune = FinetuneJob.objects.create(project=a, snapshot=snapshot, method="sft", base_model=job.model_version)
-    b = ProjectFactory()
-    ids = {"project_id": a.pk, "task_id": lease.task_id, "lease_id": lease.pk, "submission_id": submission.pk,
-           "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
-           "snapshot_id": snapshot.pk, "finetune_id": finetune.pk}
-    return {"a": a, "b": b, "ids": ids, "annotator": annotator}
+METHODS = ("get", "head", "options", "post", "put", "patch", "delete")
+SECRET = "A-TEAM-SECRET-7f3a"
+MISSING = 987654321  # an id that exists nowhere
+# Routes that take no ids and are not under a project: why each one is safe to leave open.
+OPEN_ROUTES = {
+    "healthz": "liveness probe: answers 'ok', reads nothing",
+    "api/auth/token/": "password -> token (throttled); DELETE revokes the caller's own token",
+    "api/projects/": "lists only the caller's projects; creating needs staff",
+    "api/schema/": "the OpenAPI document, behind login",
+    "api/docs/": "Swagger UI from our static files, behind login",
+    "": "home: the caller's own projects, behind login",
+    "accounts/login/": "the login form (throttled)",
+    "accounts/logout/": "ends the caller's own session",
+}
+# URL parameter -> which object of project A fills it.
+ID_KEYS = ("project_id", "task_id", "lease_id", "submission_id", "import_id", "number", "user_id", "job_id",
+           "snapshot_id", "finetune_id")
+# Parameters that are not global ids but numbers inside the project named in the URL (B has its own
+# instructions v1), so asking B's URL for "number 1" is not a foreign object.
+PROJECT_LOCAL = {"number"}
 
 
 def all_routes(resolver=None, prefix=""):
-    """Every (route, callback) of the whole URLconf, includes flattened."""
     for entry in (resolver or get_resolver()).url_patterns:
         if isinstance(entry, URLResolver):
             yield from all_routes(entry, prefix + str(entry.pattern))
@@ -57,83 +67,251 @@ def all_routes(resolver=None, prefix=""):
             yield prefix + str(entry.pattern), entry.callback
 
 
+def classify(route, callback):
+    """('api' | 'page', roles by method) for a project route, ('admin' | 'open', None) otherwise."""
+    view = getattr(callback, "view_class", None)
+    if view is not None and issubclass(view, ProjectScopedView):
+        return "api", {**view.roles, **({"head": view.roles["get"]} if "get" in view.roles else {})}
+    if hasattr(callback, "project_roles"):
+        return "page", callback.project_roles
+    if route.startswith("admin/"):
+        return "admin", None
+    if route in OPEN_ROUTES:
+        return "open", None
+    return None, None
+
+
 def project_routes():
     routes = []
     for route, callback in all_routes():
-        view = getattr(callback, "view_class", None)
-        if view is not None and issubclass(view, ProjectScopedView):
-            routes.append((route, view))
-    assert len(routes) > 20
+        kind, roles = classify(route, callback)
+        if kind in ("api", "page"):
+            routes.append((route, kind, roles))
     return routes
 
 
-def fill(route: str, ids: dict) -> str:
+def params(route):
+    return re.findall(r"<(?:\w+:)?(\w+)>", route)
+
+
+def fill(route, ids, query=True):
     path = "/" + route
-    for key, value in ids.items():
-        path = path.replace(f"<int:{key}>", str(value))
-    assert "<" not in path, f"test does not know how to fill {route}"
+    for name in params(route):
+        path = re.sub(rf"<(?:\w+:)?{name}>", str(ids[name]), path)
+    if query and route.endswith("download/"):
+        path += "?file=sft.train.jsonl"  # a file the snapshot really has
     return path
 
 
 def call(client, method, path):
+    if method in ("get", "head", "options", "delete"):
+        return getattr(client, method)(path)
     return getattr(client, method)(path, {}, format="json")
 
 
-def test_every_project_route_is_a_project_scoped_view():
-    scoped = {route for route, _ in project_routes()}
-    for route, _callback in all_routes():
-        if "<int:project_id>" in route and route.startswith("api/"):
-            assert route in scoped, f"{route} bypasses the project-scoped base class"
+def as_user(user):
+    client = APIClient()
+    if user is not None:
+        client.force_login(user)  # the session path: pages and API alike
+    return client
 
 
-def test_outsiders_and_other_projects_members_get_404_everywhere(api, world):
-    outsider = UserFactory()
-    other_admin = world["b"].created_by
-    for route, view in project_routes():
-        path = fill(route, world["ids"])
-        for method in METHODS:
-            for user in (outsider, other_admin):
-                response = call(api(user), method, path)
-                assert response.status_code == 404, (route, method, user, response.status_code)
+def without_ids(ids, keep=()):
+    return {k: (v if k in keep else MISSING) for k, v in ids.items()}
 
 
-def test_anonymous_is_refused_everywhere(api, world):
-    for route, _view in project_routes():
-        path = fill(route, world["ids"])
-        for method in METHODS:
-            assert call(api(), method, path).status_code in (401, 403), (route, method)
+@pytest.fixture
+def world(settings, tmp_path):
+    settings.EXPORT_SNAPSHOT_ROOT = str(tmp_path / "snapshots")
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    a = ProjectFactory(name=f"Project {SECRET}", instructions=f"# Rules {SECRET}")
+    members = {Role.ADMIN: a.created_by}
+    for role in (Role.REVIEWER, Role.ANNOTATOR, Role.ENGINEER):
+        members[role] = UserFactory()
+        MembershipFactory(project=a, user=members[role], role=role)
+    annotator = members[Role.ANNOTATOR]
+    for i in range(3):
+        TaskFactory(project=a, conversation=[{"role": "user", "content": f"{SECRET} question {i}"}])
+    lease = lease_next_task(project=a, annotator=annotator)
+    done = lease_next_task(project=a, annotator=annotator)
+    submission = submit_demonstration(lease_id=done.pk, annotator=annotator, idempotency_key="k",
+                                      text=f"{SECRET} answer")
+    batch = ImportBatch.objects.create(project=a, file_name=f"{SECRET}.jsonl", format="jsonl", created_by=a.created_by)
+    model = ModelVersion.objects.create(name=f"model-{SECRET}")
+    job = ModelJob.objects.create(project=a, kind="drafting", model_version=model)
+    snapshot = build_snapshot(snapshot_id=create_snapshot(project=a, name=SECRET, eval_fraction=0,
+                                                          near_duplicates=False).pk)
+    assert "sft.train.jsonl" in snapshot.files
+    finetune = FinetuneJob.objects.create(project=a, snapshot=snapshot, method="sft", base_model=model)
+    compared = comparison_task(a)  # ai-rankings answer for comparison tasks only
+    b = ProjectFactory()
+    ids = {"project_id": a.pk, "task_id": compared.pk, "lease_id": lease.pk, "submission_id": submission.pk,
+           "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
+           "snapshot_id": snapshot.pk, "finetune_id": finetune.pk}
+    return {"a": a, "b": b, "ids": ids, "members": members, "outsider": UserFactory()}
 
 
-def test_object_ids_of_project_a_are_not_found_through_project_b(api, world):
-    """Member of B asks B's URLs for A's task / lease / submission / import ids."""
-    b_admin = world["b"].created_by
-    ids = {**world["ids"], "project_id": world["b"].pk}
-    for route, view in project_routes():
-        if not any(f"<int:{k}>" in route for k in ("task_id", "lease_id", "submission_id", "import_id", "user_id",
-                                                   "job_id", "snapshot_id", "finetune_id")):
+def assert_no_leak(response, *context):
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert SECRET.encode() not in body, context
+
+
+def test_every_route_is_classified_and_every_id_is_known():
+    unclassified, unknown = [], []
+    for route, callback in all_routes():
+        kind, _roles = classify(route, callback)
+        if kind is None:
+            unclassified.append(route)
+        elif kind in ("api", "page"):
+            assert params(route)[0] == "project_id", route
+            unknown += [(route, p) for p in params(route) if p not in ID_KEYS]
+        elif kind == "open":
+            assert not params(route), f"{route} takes ids but is listed as open"
+    assert not unclassified, (
+        f"routes that are neither ProjectScopedView, @project_page, admin nor OPEN_ROUTES: {unclassified}")
+    assert not unknown, f"add these URL parameters to ID_KEYS and the world fixture: {unknown}"
+    kinds = [classify(r, c)[0] for r, c in all_routes()]
+    assert kinds.count("api") > 30 and kinds.count("page") >= 10
+
+
+def test_outsiders_get_the_answer_of_a_missing_project_on_every_route_and_method(world):
+    """A stranger and B's admin, on A's URLs: the same status as for a project that does not
+    exist (404, or 405 for a method a page never answers), and none of A's data."""
+    for user in (world["outsider"], world["b"].created_by):
+        client = as_user(user)
+        for route, kind, roles in project_routes():
+            for method in METHODS:
+                response = call(client, method, fill(route, world["ids"]))
+                # A project that does not exist answers 404 to anyone; 405 comes before any lookup.
+                assert response.status_code == 404 or (kind == "page" and response.status_code == 405
+                                                       and method not in roles), (route, method, response.status_code)
+                assert_no_leak(response, route, method)
+
+
+def test_another_projects_object_ids_through_my_own_project_are_not_found(world):
+    """B's admin asks B's URLs for A's task, lease, submission, import, job, snapshot, finetune and
+    member ids: 404 wherever an admin may use the method (403 / 405 where nobody of that role may),
+    identical to ids that exist nowhere."""
+    b = world["b"]
+    client = as_user(b.created_by)
+    foreign = {**world["ids"], "project_id": b.pk}
+    missing = {**without_ids(world["ids"], keep=PROJECT_LOCAL), "project_id": b.pk}
+    walked = 0
+    for route, kind, roles in project_routes():
+        if not set(params(route)) - {"project_id"} - PROJECT_LOCAL:
             continue
-        path = fill(route, ids)
-        for method in view.roles:
-            response = call(api(b_admin), method, path)
-            assert response.status_code in (403, 404), (route, method, response.status_code)
-            assert response.status_code == 404 or Role.ADMIN not in view.roles[method], (route, method)
-
-
-def test_each_role_gets_403_exactly_where_the_view_denies_it(api, world):
-    a = world["a"]
-    users = {role: UserFactory() for role in Role.values}
-    for role, user in users.items():
-        MembershipFactory(project=a, user=user, role=role)
-    for route, view in project_routes():
-        path = fill(route, world["ids"])
         for method in METHODS:
-            allowed = view.roles.get(method, frozenset())
-            for role, user in users.items():
-                response = call(api(user), method, path)
-                if role in allowed:
-                    assert response.status_code not in (403, 405), (route, method, role, response.status_code)
+            response = call(client, method, fill(route, foreign))
+            baseline = call(client, method, fill(route, missing))
+            assert response.status_code == baseline.status_code, (route, method, response.status_code,
+                                                                  baseline.status_code)
+            if Role.ADMIN in roles.get(method, ()):
+                assert response.status_code == 404, (route, method, response.status_code)
+            else:
+                assert response.status_code in (403, 405), (route, method, response.status_code)
+            assert_no_leak(response, route, method)
+            walked += 1
+    assert walked > 100
+
+
+def test_anonymous_visitors_are_refused_on_every_route_and_method(world):
+    client = as_user(None)
+    for route, kind, _roles in project_routes():
+        for method in METHODS:
+            response = call(client, method, fill(route, world["ids"]))
+            if kind == "api":
+                assert response.status_code in (401, 403), (route, method, response.status_code)
+            else:
+                assert response.status_code == 302 and response.url.startswith("/accounts/login/"), (route, method)
+            assert_no_leak(response, route, method)
+
+
+def test_members_get_past_the_id_lookups_and_each_role_gets_403_exactly_where_declared(world):
+    """Positive control (A's members reading A's objects are found, so the 404s above are not
+    vacuous) and the role matrix for every method of every route, pages included."""
+    members = world["members"]
+    clients = {role: as_user(user) for role, user in members.items()}
+    for route, kind, roles in project_routes():
+        path = fill(route, world["ids"])
+        # The lease and its pages belong to the annotator who holds it; nobody else's lookup finds it.
+        owner_only = "lease_id" in params(route)
+        for method in ("get", "options"):  # reading methods, so the world stays as it is (HEAD runs GET)
+            for role, client in clients.items():
+                response = call(client, method, path)
+                assert response.status_code < 500, (route, method, role, response.status_code)
+                if role in roles.get(method, ()):
+                    if owner_only and role != Role.ANNOTATOR:
+                        assert response.status_code == 404, (route, method, role)
+                    else:
+                        assert response.status_code in (200, 204, 302), (route, method, role, response.status_code)
                 else:
                     assert response.status_code in (403, 405), (route, method, role, response.status_code)
+        for method in ("post", "put", "patch", "delete"):
+            for role, client in clients.items():
+                if role in roles.get(method, ()):
+                    continue  # writing with an empty body is the schema fuzz test's business
+                response = call(client, method, path)
+                assert response.status_code in (403, 405), (route, method, role, response.status_code)
+
+
+def test_the_django_admin_is_for_staff_only(world):
+    """Every admin page of every registered model, with A's objects, sends a non-staff member
+    (A's own admin included) to the admin login."""
+    a_admin = as_user(world["members"][Role.ADMIN])
+    outsider = as_user(world["outsider"])
+    checked = 0
+    for model in admin.site._registry:
+        meta = model._meta
+        row = model.objects.first()
+        names = [("changelist", []), ("add", [])]
+        if row is not None:
+            names += [("change", [row.pk]), ("delete", [row.pk]), ("history", [row.pk])]
+        for name, args in names:
+            path = reverse(f"admin:{meta.app_label}_{meta.model_name}_{name}", args=args)
+            for client in (a_admin, outsider):
+                for method in ("get", "post"):
+                    response = getattr(client, method)(path)
+                    assert response.status_code == 302 and response.url.startswith("/admin/login/"), (path, method)
+                    checked += 1
+    assert checked > 100
+
+
+def test_uploaded_files_and_snapshot_folders_are_not_served(world, client):
+    """Imports and snapshots live on disk under MEDIA_ROOT and EXPORT_SNAPSHOT_ROOT; no URL maps
+    onto those folders, so the only way to a file is the checked download endpoint."""
+    client.force_login(world["members"][Role.ADMIN])
+    for path in ("/media/imports/x.jsonl", "/media/", "/snapshots/", "/var/media/imports/"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_ids_in_request_bodies_are_looked_up_inside_the_project(world, client):
+    """Object ids also travel in bodies (a snapshot to train on, tasks to compare, drafts used, the
+    submission a review form decides): B's admin naming A's objects gets a refusal and A is untouched."""
+    a, b, ids = world["a"], world["b"], world["ids"]
+    b_admin = as_user(b.created_by)
+    base = f"/api/projects/{b.pk}/"
+    response = b_admin.post(base + "finetunes/", {"snapshot": ids["snapshot_id"], "method": "sft",
+                                                  "base_model": f"model-{SECRET}"}, format="json")
+    assert response.status_code == 400 and "snapshot" in response.json()
+    assert not FinetuneJob.objects.filter(project=b).exists()
+    tasks_before = a.tasks.count()
+    response = b_admin.post(base + "comparisons/build/", {"task_ids": list(a.tasks.values_list("pk", flat=True))},
+                            format="json")
+    assert response.status_code == 200 and response.json() == {"created": 0} and a.tasks.count() == tasks_before
+
+    a_reply = a.submissions.get(pk=ids["submission_id"]).reply
+    TaskFactory(project=b)
+    lease = b_admin.post(base + "next/").json()
+    response = b_admin.post(f"{base}leases/{lease['id']}/submit/",
+                            {"idempotency_key": "x", "text": "mine", "draft_ids": [a_reply.pk]}, format="json")
+    assert response.status_code == 400 and "draft" in response.json()["detail"]
+
+    client.force_login(b.created_by)
+    response = client.post(f"/projects/{b.pk}/review/", {"submission": ids["submission_id"], "decision": "accept"},
+                           follow=True)
+    assert b"No such submission in this project" in response.content
+    assert a.submissions.get(pk=ids["submission_id"]).status == "submitted"
+    assert_no_leak(response)
 
 
 @pytest.mark.parametrize(
@@ -151,6 +329,7 @@ def test_each_role_gets_403_exactly_where_the_view_denies_it(api, world):
     ],
 )
 def test_role_rules_that_matter(api, world, role, method, route, expected):
+    """The rules people ask about, spelled out (the walk above checks them all)."""
     user = UserFactory()
     MembershipFactory(project=world["a"], user=user, role=role)
     assert call(api(user), method, fill(route, world["ids"])).status_code == expected
