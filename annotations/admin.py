@@ -134,6 +134,24 @@ class GoldStandardAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(m.TaskCount)
+class TaskCountAdmin(admin.ModelAdmin):
+    """The trigger-kept count deltas, read-only: to check a project's counts by hand."""
+
+    list_display = ["project_id", "kind", "state", "n"]
+    list_filter = ["kind", "state"]
+    search_fields = ["project__id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(m.GoldScore)
 class GoldScoreAdmin(admin.ModelAdmin):
     list_display = ["submission", "project", "annotator", "score", "ranking_tau", "created_at"]

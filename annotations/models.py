@@ -200,6 +200,9 @@ class Task(models.Model):
             models.Index(fields=["project", "id"], condition=Q(state="gold"), name="task_gold_idx"),
             models.Index(fields=["project", "id"], condition=Q(completed_at__isnull=False),
                          name="task_complete_idx"),
+            # Task lists page by (project, id): without it, the first page of a project whose ids come
+            # after another big project's walks the primary key through that project (454 ms at 1M).
+            models.Index(fields=["project", "id"], name="task_project_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -211,6 +214,28 @@ class Task(models.Model):
             if message.get("role") == "user":
                 return message.get("content", "")
         return ""
+
+
+class TaskCount(models.Model):
+    """How many tasks a project has per kind and state, kept by PostgreSQL triggers on the task table
+    (migration 0007) as appended deltas, so counting a 1M-task project reads a few rows instead of
+    the whole table. Writers never update a shared row (that would queue every lease of a project
+    behind one lock); ``services.task_counts.compact`` folds the deltas (beat, every minute).
+
+    No foreign key: deleting a project deletes its tasks, whose triggers then append negative
+    deltas for a project that is going away; compaction drops rows of projects that are gone."""
+
+    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    kind = models.CharField(max_length=16)
+    state = models.CharField(max_length=8)
+    complete = models.BooleanField(default=False, help_text="Counts tasks with completed_at set.")
+    n = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project"], name="taskcount_project_idx")]
+
+    def __str__(self) -> str:
+        return f"project {self.project_id} {self.kind}/{self.state}: {self.n:+d}"
 
 
 class CandidateReply(models.Model):

@@ -2,6 +2,7 @@
 from celery import shared_task
 
 from .services.imports import run_import_batch
+from .services import task_counts
 from .services.leases import reclaim_expired_leases
 
 
@@ -13,4 +14,9 @@ def process_import(batch_id: int) -> str:
 @shared_task(name="annotations.expire_leases")
 def expire_leases() -> int:
     return reclaim_expired_leases()
+
+
+@shared_task(name="annotations.compact_task_counts")
+def compact_task_counts() -> int:
+    return task_counts.compact()
 from .exports.tasks import build_snapshot_task  # noqa: E402,F401  (Celery autodiscovery)
