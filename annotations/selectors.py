@@ -41,8 +41,10 @@ def task_list(*, project: Project, filters: dict) -> QuerySet[Task]:
 def task_counts(*, project: Project) -> dict:
     if connection.vendor == "postgresql":
         # Trigger-kept deltas: a few rows per project instead of a scan of its tasks.
-        rows = (TaskCount.objects.filter(project=project).values("kind", "state").order_by()
-                .annotate(n=Sum("n"), complete=Sum("n", filter=Q(complete=True), default=0)).filter(n__gt=0))
+        rows = [{"kind": r["kind"], "state": r["state"], "n": r["tasks"], "complete": r["completed"]}
+                for r in TaskCount.objects.filter(project=project).values("kind", "state").order_by()
+                .annotate(tasks=Sum("n"), completed=Sum("n", filter=Q(complete=True), default=0))
+                .filter(tasks__gt=0)]
     else:
         rows = Task.objects.filter(project=project).values("kind", "state").annotate(
             n=Count("id"), complete=Count("id", filter=Q(completed_at__isnull=False))).order_by()
