@@ -177,3 +177,6 @@ class NotificationAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "subject", "created_at", "read_at"]
     list_filter = ["kind"]
     raw_id_fields = ["project", "subject", "rule", "read_by"]
+
+
+from .feedback import admin as feedback_admin  # noqa: E402,F401  (registers its models)

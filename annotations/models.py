@@ -18,6 +18,12 @@ class Role(models.TextChoices):
 class TaskKind(models.TextChoices):
     DEMONSTRATION = "demonstration", "Demonstration"
     COMPARISON = "comparison", "Comparison"
+    # An annotator chats with a live model trying to make it misbehave (annotations.feedback).
+    RED_TEAM = "red_team", "Red team"
+
+
+# Kinds whose tasks are prompts to label; they come from imports and feed the datasets.
+LABELLING_KINDS = (TaskKind.DEMONSTRATION, TaskKind.COMPARISON)
 
 
 class Project(models.Model):
@@ -486,5 +492,17 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action} {self.target}"
+
+
 # Quality control: gold standards and their scores, rules, notifications (annotations/quality/).
 from .quality.models import GoldScore, GoldStandard, Notification, QualityRule  # noqa: E402,F401
+
+# Deployment feedback and red-teaming keep their models in their own module (same app).
+from .feedback.models import (  # noqa: E402,F401
+    MisbehaviourCategory,
+    MisbehaviourReport,
+    RedTeamSession,
+    RedTeamTurn,
+    ReportTask,
+    ReportToken,
+)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from annotations.models import Project, Role, TaskKind
+from annotations.models import LABELLING_KINDS, Project, Role, TaskKind
 from annotations.services.instructions import MAX_INSTRUCTIONS_CHARS
 
 SETTINGS_FIELDS = ("name", "description", "overlap", "comparison_k", "pending_cap", "lease_seconds", "drafts_n",
@@ -58,4 +58,5 @@ class InstructionsForm(forms.Form):
 class ImportForm(forms.Form):
     file = forms.FileField(allow_empty_file=False, help_text="JSONL (one object per line) or CSV with a header.")
     format = forms.ChoiceField(choices=[("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False)
-    kind = forms.ChoiceField(choices=TaskKind.choices, initial=TaskKind.DEMONSTRATION, label="Default task kind")
+    kind = forms.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], initial=TaskKind.DEMONSTRATION,
+                             label="Default task kind")

@@ -6,10 +6,11 @@ class ModelsServiceConfig(AppConfig):
     verbose_name = "Models"
 
     def ready(self) -> None:
-        from annotations.signals import import_finished, submission_created
+        from annotations.signals import import_finished, red_team_turn_requested, submission_created
 
         submission_created.connect(_critique_new_submission, dispatch_uid="models_service.critique")
         import_finished.connect(_draft_new_import, dispatch_uid="models_service.draft_import")
+        red_team_turn_requested.connect(_answer_red_team_turn, dispatch_uid="models_service.red_team_turn")
 
 
 def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
@@ -17,7 +18,13 @@ def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
     from django.conf import settings
 
     if settings.CRITIQUE_ON_SUBMIT:
+        from annotations.models import LABELLING_KINDS, Submission
+
         from .tasks import critique_submission
+
+        # A red-team outcome is not a reply or a ranking: there is nothing to critique.
+        if not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
+            return
 
         critique_submission.delay(submission_id)
 
@@ -33,3 +40,10 @@ def _draft_new_import(sender, batch_id: int, **kwargs) -> None:
     if project.draft_on_import and project.drafts_n > 0 and batch.tasks.filter(kind=TaskKind.DEMONSTRATION).exists():
         create_drafting_job(project=project, created_by=batch.created_by, model_version=project.draft_model,
                             import_batch=batch.pk)
+
+
+def _answer_red_team_turn(sender, turn_id: int, **kwargs) -> None:
+    # Sent on commit of the pending turn: the worker finds it.
+    from .tasks import red_team_turn
+
+    red_team_turn.delay(turn_id)

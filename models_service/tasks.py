@@ -1,7 +1,9 @@
 """Celery entry points for model work: take ids, call a service, safe to run twice."""
 from celery import shared_task
 
-from . import critique, drafting, judge
+from django.conf import settings
+
+from . import critique, drafting, judge, redteam
 
 
 @shared_task(name="models_service.run_drafting_job")
@@ -17,4 +19,12 @@ def run_judging_job(job_id: int) -> str:
 @shared_task(name="models_service.critique_submission")
 def critique_submission(submission_id: int) -> str:
     return critique.critique_submission(submission_id=submission_id).status
+@shared_task(name="models_service.red_team_turn",
+             # two attempts of RED_TEAM_TURN_TIMEOUT each, and room to load and store
+             soft_time_limit=2 * settings.RED_TEAM_TURN_TIMEOUT + 30,
+             time_limit=2 * settings.RED_TEAM_TURN_TIMEOUT + 60)
+def red_team_turn(turn_id: int) -> str:
+    return redteam.generate_turn(turn_id=turn_id).status
+
+
 from .finetune.tasks import run_finetune  # noqa: E402,F401  (Celery autodiscovery)

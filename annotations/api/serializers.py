@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from ..models import (
     AuditEntry,
+    LABELLING_KINDS,
     CandidateReply,
     ImportBatch,
     InstructionVersion,
@@ -104,7 +105,7 @@ class InstructionIn(serializers.Serializer):
 class ImportIn(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=False)
     format = serializers.ChoiceField(choices=["jsonl", "csv"], required=False)
-    kind = serializers.ChoiceField(choices=TaskKind.choices, default=TaskKind.DEMONSTRATION)
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], default=TaskKind.DEMONSTRATION)
 
 
 class ImportOut(serializers.ModelSerializer):
@@ -188,6 +189,11 @@ class LeaseOut(serializers.ModelSerializer):
     class Meta:
         model = Lease
         fields = ["id", "status", "created_at", "expires_at", "instruction_version", "task"]
+
+
+class NextTaskIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=TaskKind.choices, required=False,
+                                   help_text="Only a task of this kind (red-teaming is started apart); default: any.")
 
 
 class SkipIn(serializers.Serializer):

@@ -14,6 +14,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from .. import selectors
+from ..feedback import redteam
+from ..feedback import serializers as feedback_s
 from ..models import AuditEntry, InstructionVersion, Membership, Project, Submission, TaskKind
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
 from ..services import imports, instructions, leases, projects, reviews, submissions, tokens
@@ -307,9 +309,12 @@ def _lease_out(lease) -> dict:
 class NextTaskView(ProjectScopedView):
     roles = {"post": LABELLERS}
 
-    @extend_schema(request=None, responses={201: s.LeaseOut})
+    @extend_schema(request=s.NextTaskIn, responses={201: s.LeaseOut})
     def post(self, request, project_id):
-        lease = leases.lease_next_task(project=self.project, annotator=request.user)
+        data = s.NextTaskIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        kind = data.validated_data.get("kind")
+        lease = leases.lease_next_task(project=self.project, annotator=request.user, kinds=(kind,) if kind else None)
         return Response(_lease_out(lease), status=201)
 
 
@@ -336,15 +341,22 @@ class _LeaseActionView(ProjectScopedView):
 class SubmitView(_LeaseActionView):
     parser_classes = [JSONParser]
 
+    # task kind -> (input serializer, service)
+    BY_KIND = {
+        TaskKind.DEMONSTRATION: (s.DemonstrationIn, submissions.submit_demonstration),
+        TaskKind.COMPARISON: (s.RankingIn, submissions.submit_ranking),
+        TaskKind.RED_TEAM: (feedback_s.RedTeamOutcomeIn, redteam.submit_red_team),
+    }
+
     @extend_schema(request=PolymorphicProxySerializer(
-        component_name="SubmitIn", serializers=[s.DemonstrationIn, s.RankingIn], resource_type_field_name=None), responses={201: s.SubmissionOut, 200: s.SubmissionOut})
+        component_name="SubmitIn", serializers=[s.DemonstrationIn, s.RankingIn, feedback_s.RedTeamOutcomeIn],
+        resource_type_field_name=None), responses={201: s.SubmissionOut, 200: s.SubmissionOut})
     def post(self, request, lease_id, project_id):
         lease = self._lease(request, lease_id)
-        kind = lease.task_kind
-        data = (s.DemonstrationIn if kind == TaskKind.DEMONSTRATION else s.RankingIn)(data=request.data)
+        serializer, service = self.BY_KIND[lease.task_kind]
+        data = serializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        service = submissions.submit_demonstration if kind == TaskKind.DEMONSTRATION else submissions.submit_ranking
         submission = service(lease_id=lease.pk, annotator=request.user, **fields)
         if getattr(submission, "replayed", False):
             submission = Submission.objects.select_related("instruction_version", "annotator", "reply").prefetch_related(

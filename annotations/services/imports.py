@@ -28,19 +28,18 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ..conversations import ConversationInvalid, check_text, clean_messages
 from ..errors import ImportRejected, ImportRowError
-from ..models import CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
+from ..models import LABELLING_KINDS, CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
 from ..signals import import_finished
 from . import audit
 
 CHUNK = 2000
-ROLES = {"system", "user", "assistant"}
-MAX_TURNS = 100
 MIN_RANKED, MAX_RANKED = 2, 9
 RESERVED = {"prompt", "conversation", "messages", "kind", "system", "replies", "metadata"}
 # Looked up once: Django's TextChoices.values builds a new list on every access (it showed up as
 # ~15 % of a million-row import in the profile).
-KINDS = frozenset(TaskKind.values)
+KINDS = frozenset(LABELLING_KINDS)
 HUMAN, MODEL = CandidateReply.Source.HUMAN.value, CandidateReply.Source.MODEL.value
 
 
@@ -76,7 +75,7 @@ def import_file(*, project: Project, stream: BinaryIO, fmt: str, default_kind: s
     """Validate and store every row of ``stream`` or, if any row is bad, none of them."""
     if fmt not in ("jsonl", "csv"):
         raise ImportRejected(f"Unknown format {fmt!r}; use jsonl or csv.")
-    if default_kind not in TaskKind.values:
+    if default_kind not in KINDS:
         raise ImportRejected(f"Unknown task kind {default_kind!r}.")
     if size is not None and size > settings.IMPORT_MAX_BYTES:
         raise ImportRejected(f"The file is {size} bytes; the limit is {settings.IMPORT_MAX_BYTES}.")
@@ -339,19 +338,16 @@ def _parse_row(line: int, obj: dict, default_kind: str, max_chars: int) -> Parse
 
 
 def _check_text(line: int, value, what: str, max_chars: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ImportRowError(line, f"{what} must be a non-empty string")
-    if len(value) > max_chars:
-        raise ImportRowError(line, f"{what} is longer than {max_chars} characters")
-    if "\x00" in value:
-        raise ImportRowError(line, f"{what} contains a NUL character")
-    return value
+    try:
+        return check_text(value, what, max_chars)
+    except ConversationInvalid as exc:
+        raise ImportRowError(line, exc.reason) from None
 
 
 def _validate(line: int, obj: dict, default_kind: str, max_chars: int) -> ParsedRow:
     kind = obj.get("kind") or default_kind
     if kind not in KINDS:
-        raise ImportRowError(line, f"kind must be one of {', '.join(TaskKind.values)}, not {kind!r}")
+        raise ImportRowError(line, f"kind must be one of {', '.join(LABELLING_KINDS)}, not {kind!r}")
     conversation = obj.get("conversation", obj.get("messages"))
     if conversation is not None and "prompt" in obj:
         raise ImportRowError(line, "give either 'prompt' or 'conversation', not both")
@@ -359,21 +355,10 @@ def _validate(line: int, obj: dict, default_kind: str, max_chars: int) -> Parsed
         if "prompt" not in obj:
             raise ImportRowError(line, "missing 'prompt' (or 'conversation')")
         conversation = [{"role": "user", "content": _check_text(line, obj["prompt"], "prompt", max_chars)}]
-    if not isinstance(conversation, list) or not conversation:
-        raise ImportRowError(line, "conversation must be a non-empty list of {role, content} messages")
-    if len(conversation) > MAX_TURNS:
-        raise ImportRowError(line, f"conversation has more than {MAX_TURNS} messages")
-    clean = []
-    for i, message in enumerate(conversation, 1):
-        if not isinstance(message, dict) or set(message) - {"role", "content"}:
-            raise ImportRowError(line, f"message {i} must be an object with exactly 'role' and 'content'")
-        role = message.get("role")
-        if role not in ROLES:
-            raise ImportRowError(line, f"message {i} has role {role!r}; expected system, user or assistant")
-        if role == "system" and i != 1:
-            raise ImportRowError(line, f"message {i}: a system message may only come first")
-        content = _check_text(line, message.get("content"), f"message {i} content", max_chars)
-        clean.append({"role": role, "content": content})
+    try:
+        clean = clean_messages(conversation, max_chars=max_chars)
+    except ConversationInvalid as exc:
+        raise ImportRowError(line, exc.reason) from None
     if obj.get("system"):
         if clean[0]["role"] == "system":
             raise ImportRowError(line, "give the system prompt either in 'system' or in the conversation")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -49,13 +50,17 @@ def _state_sql(lease_delta: str, submission_delta: str) -> str:
     )
 
 
-def lease_next_task(*, project: Project, annotator, now: datetime | None = None) -> Lease:
+def lease_next_task(*, project: Project, annotator, now: datetime | None = None,
+                    kinds: Collection[str] | None = None) -> Lease:
+    """Lease the annotator's next task; ``kinds`` limits it to those task kinds (red-teaming is
+    started apart from labelling), ``None`` takes any kind."""
     now = now or timezone.now()
+    kinds = tuple(kinds) if kinds else None
     if project.current_instructions_id is None:
         raise NoInstructions("This project has no published instructions yet; nothing can be labelled.")
     reclaimed = False
     for attempt in range(MAX_ATTEMPTS):
-        lease = _lease_once(project=project, annotator=annotator, now=now)
+        lease = _lease_once(project=project, annotator=annotator, now=now, kinds=kinds)
         if lease is not None:
             return lease
         # Slots held by leases that ran out look taken until they are reclaimed. Beat reclaims
@@ -67,7 +72,7 @@ def lease_next_task(*, project: Project, annotator, now: datetime | None = None)
                 continue
         # SKIP LOCKED passes over tasks other requests hold at this instant; one of them may still
         # have a free slot once they commit. Answer "no task" only when none is left at all.
-        if not _open_task_left_for(project=project, annotator=annotator):
+        if not _open_task_left_for(project=project, annotator=annotator, kinds=kinds):
             break
         time.sleep(0.002 * (attempt + 1))
     raise NoTaskAvailable("No task is waiting for you in this project right now.")
@@ -76,9 +81,12 @@ def lease_next_task(*, project: Project, annotator, now: datetime | None = None)
 MAX_ATTEMPTS = 8
 
 
-def _open_task_left_for(*, project: Project, annotator) -> bool:
+def _open_task_left_for(*, project: Project, annotator, kinds: tuple | None) -> bool:
     had = Lease.objects.filter(annotator=annotator, task_id=OuterRef("pk"))
-    return Task.objects.filter(project=project, state=Task.State.OPEN).exclude(Exists(had)).exists()
+    tasks = Task.objects.filter(project=project, state=Task.State.OPEN)
+    if kinds:
+        tasks = tasks.filter(kind__in=kinds)
+    return tasks.exclude(Exists(had)).exists()
 
 
 # Lock the annotator's membership (so one annotator's parallel requests cannot overrun their cap)
@@ -96,7 +104,7 @@ FOR UPDATE OF m
 
 
 @transaction.atomic
-def _lease_once(*, project: Project, annotator, now: datetime) -> Lease | None:
+def _lease_once(*, project: Project, annotator, now: datetime, kinds: tuple | None) -> Lease | None:
     if connection.vendor == "postgresql":
         # A fresh statement after BEGIN: under READ COMMITTED it sees leases committed meanwhile.
         row = prepared.fetchone(_LOCK_SQL, {"project": project.pk, "annotator": annotator.pk, "now": now})
@@ -121,14 +129,14 @@ def _lease_once(*, project: Project, annotator, now: datetime) -> Lease | None:
     if gold is not None:
         return gold
     if connection.vendor == "postgresql":
-        return _lease_postgres(project=project, annotator=annotator, now=now, expires_at=expires_at)
-    return _lease_generic(project=project, annotator=annotator, now=now, expires_at=expires_at)
+        return _lease_postgres(project=project, annotator=annotator, now=now, expires_at=expires_at, kinds=kinds)
+    return _lease_generic(project=project, annotator=annotator, now=now, expires_at=expires_at, kinds=kinds)
 
 
-_LEASE_SQL = f"""
+_LEASE_SQL_TEMPLATE = f"""
 WITH candidate AS (
     SELECT t.id FROM {Task._meta.db_table} t
-    WHERE t.project_id = %(project)s AND t.state = 'open'
+    WHERE t.project_id = %(project)s AND t.state = 'open' {{kind_filter}}
       AND NOT EXISTS (
           -- OFFSET 0 fences the subquery: one index probe per candidate instead of a merge
           -- anti-join over every lease (shared/notes/postgres-assignment.md).
@@ -151,14 +159,16 @@ WITH candidate AS (
 -- The task's own fields come back with the lease, so showing it costs one more query (its replies).
 SELECT l.id, l.task_id, b.kind, b.conversation FROM leased l JOIN bumped b ON b.id = l.task_id
 """
+_LEASE_SQL = _LEASE_SQL_TEMPLATE.format(kind_filter="")
+_LEASE_SQL_KINDS = _LEASE_SQL_TEMPLATE.format(kind_filter="AND t.kind = ANY(%(kinds)s)")
 
 
-def _lease_postgres(*, project, annotator, now, expires_at) -> Lease | None:
-    row = prepared.fetchone(
-        _LEASE_SQL,
-        {"project": project.pk, "annotator": annotator.pk, "now": now, "expires": expires_at,
-         "overlap": project.overlap, "instructions": project.current_instructions_id},
-    )
+def _lease_postgres(*, project, annotator, now, expires_at, kinds) -> Lease | None:
+    params = {"project": project.pk, "annotator": annotator.pk, "now": now, "expires": expires_at,
+              "overlap": project.overlap, "instructions": project.current_instructions_id}
+    if kinds:
+        params["kinds"] = list(kinds)
+    row = prepared.fetchone(_LEASE_SQL_KINDS if kinds else _LEASE_SQL, params)
     if row is None:
         return None
     lease = Lease(id=row[0], task_id=row[1], project=project, annotator=annotator, status=Lease.Status.ACTIVE,
@@ -170,12 +180,12 @@ def _lease_postgres(*, project, annotator, now, expires_at) -> Lease | None:
     return lease
 
 
-def _lease_generic(*, project, annotator, now, expires_at) -> Lease | None:
+def _lease_generic(*, project, annotator, now, expires_at, kinds) -> Lease | None:
     had = Lease.objects.filter(annotator=annotator, project=project).values("task_id")
-    task = (
-        Task.objects.select_for_update().filter(project=project, state=Task.State.OPEN)
-        .exclude(pk__in=had).order_by("id").first()
-    )
+    tasks = Task.objects.select_for_update().filter(project=project, state=Task.State.OPEN)
+    if kinds:
+        tasks = tasks.filter(kind__in=kinds)
+    task = tasks.exclude(pk__in=had).order_by("id").first()
     if task is None:
         return None
     Task.objects.filter(pk=task.pk).update(

@@ -181,7 +181,10 @@ def validate_flags(flags, reply_ids: set[int]) -> dict:
     return clean
 
 
-def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent_ms, instruction_version, now, build):
+def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent_ms, instruction_version, now, build,
+            after=None):
+    """The common path of every submission. ``build(lease, task)`` returns the kind's own fields;
+    ``after(submission)``, when given, runs in the same transaction once the row exists."""
     now = now or timezone.now()
     key = (idempotency_key or "").strip()
     if not key or len(key) > MAX_KEY_CHARS:
@@ -245,6 +248,8 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
                 from ..quality.gold import after_gold_submission
 
                 after_gold_submission(submission=submission)
+            if after is not None:
+                after(submission)
             transaction.on_commit(lambda: submission_created.send(sender=Submission, submission_id=submission.pk))
             return submission
     except IntegrityError:

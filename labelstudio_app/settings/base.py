@@ -192,6 +192,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("THROTTLE_LOGIN", default="10/min"),
         "token": env.str("THROTTLE_TOKEN", default="10/min"),
+        # Misbehaviour reports: per ingestion token, and per client address before the token is
+        # even looked at (annotations/feedback/auth.py).
+        "reports": env.str("THROTTLE_REPORTS", default="120/min"),
+        "reports-address": env.str("THROTTLE_REPORTS_ADDRESS", default="600/min"),
     },
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -209,7 +213,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind",
-                            "ModelJobKindEnum": "models_service.models.ModelJob.Kind"},
+                            "ModelJobKindEnum": "models_service.models.ModelJob.Kind",
+                            "ReportStatusEnum": "annotations.feedback.models.MisbehaviourReport.Status",
+                            "ReportSourceEnum": "annotations.feedback.models.MisbehaviourReport.Source",
+                            # pending/done/failed: a red-team turn shares the critique's set (and name)
+                            "CritiqueOutStatusEnum": "models_service.models.Critique.Status",
+                            "SourceEnum": "annotations.models.CandidateReply.Source",
+                            "RedTeamTurnRoleEnum": "annotations.feedback.models.TURN_ROLES",
+                            "MessageRoleEnum": "annotations.conversations.ROLE_CHOICES",
+                            "RoleEnum": "annotations.models.Role"},
 }
 
 # --- product limits -----------------------------------------------------------------------------
@@ -218,6 +230,26 @@ IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=2_000_000)
 IMPORT_MAX_FIELD_CHARS = env.int("IMPORT_MAX_FIELD_CHARS", default=32_000)
 IMPORT_MAX_ERRORS_REPORTED = env.int("IMPORT_MAX_ERRORS_REPORTED", default=200)
 LEASE_RECLAIM_BATCH = env.int("LEASE_RECLAIM_BATCH", default=500)
+
+# --- deployment feedback and red-teaming (annotations/feedback, models_service/redteam.py) -------
+FEEDBACK_MAX_BODY_BYTES = env.int("FEEDBACK_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+FEEDBACK_MAX_REPORTS_PER_REQUEST = env.int("FEEDBACK_MAX_REPORTS_PER_REQUEST", default=50)
+FEEDBACK_MAX_MESSAGE_CHARS = env.int("FEEDBACK_MAX_MESSAGE_CHARS", default=IMPORT_MAX_FIELD_CHARS)
+FEEDBACK_MAX_CONVERSATION_CHARS = env.int("FEEDBACK_MAX_CONVERSATION_CHARS", default=200_000)
+FEEDBACK_MAX_TURNS = env.int("FEEDBACK_MAX_TURNS", default=100)
+FEEDBACK_MAX_DESCRIPTION_CHARS = env.int("FEEDBACK_MAX_DESCRIPTION_CHARS", default=5_000)
+FEEDBACK_MAX_METADATA_BYTES = env.int("FEEDBACK_MAX_METADATA_BYTES", default=4_096)
+# A red-team chat is bounded so it fits the model's context (MODEL_MAX_CONTEXT tokens) with room
+# for the reply, and so one session cannot hold the model server for long.
+RED_TEAM_MAX_USER_TURNS = env.int("RED_TEAM_MAX_USER_TURNS", default=12)
+RED_TEAM_MAX_MESSAGE_CHARS = env.int("RED_TEAM_MAX_MESSAGE_CHARS", default=4_000)
+RED_TEAM_MAX_CONVERSATION_CHARS = env.int("RED_TEAM_MAX_CONVERSATION_CHARS", default=8_000)
+RED_TEAM_MAX_TOKENS = env.int("RED_TEAM_MAX_TOKENS", default=256)
+RED_TEAM_TEMPERATURE = env.float("RED_TEAM_TEMPERATURE", default=0.7)
+# Seconds one request to the model server may take (the worker gives up after two attempts), and
+# after which a turn still pending may be asked for again (a lost job, a worker that was down).
+RED_TEAM_TURN_TIMEOUT = env.int("RED_TEAM_TURN_TIMEOUT", default=60)
+RED_TEAM_TURN_STALE_SECONDS = env.int("RED_TEAM_TURN_STALE_SECONDS", default=150)
 
 # --- model side (read by models_service) --------------------------------------------------------
 MODEL_BACKEND = env.str("MODEL_BACKEND", default="vllm")  # vllm | transformers | openai

@@ -49,10 +49,12 @@ OPEN_ROUTES = {
     "": "home: the caller's own projects, behind login",
     "accounts/login/": "the login form (throttled)",
     "accounts/logout/": "ends the caller's own session",
+    "api/feedback/reports/": "report ingestion: a project's report token only, the project comes from the token "
+                             "(tests/annotations/feedback/test_reports_api.py)",
 }
 # URL parameter -> which object of project A fills it.
 ID_KEYS = ("project_id", "task_id", "lease_id", "submission_id", "import_id", "number", "user_id", "job_id",
-           "snapshot_id", "finetune_id")
+           "snapshot_id", "finetune_id", "report_id", "token_id")
 # Parameters that are not global ids but numbers inside the project named in the URL (B has its own
 # instructions v1), so asking B's URL for "number 1" is not a foreign object.
 PROJECT_LOCAL = {"number"}
@@ -132,7 +134,12 @@ def world(settings, tmp_path):
     annotator = members[Role.ANNOTATOR]
     for i in range(3):
         TaskFactory(project=a, conversation=[{"role": "user", "content": f"{SECRET} question {i}"}])
-    lease = lease_next_task(project=a, annotator=annotator)
+    # The open lease is a red-team one: its chat (API and page) answers, and the labelling page
+    # redirects it there, so every lease route is walked with a real object.
+    from annotations.feedback.redteam import create_brief
+
+    create_brief(project=a, goal=f"{SECRET} make it misbehave", category="jailbreak")
+    lease = lease_next_task(project=a, annotator=annotator, kinds=["red_team"])
     done = lease_next_task(project=a, annotator=annotator)
     submission = submit_demonstration(lease_id=done.pk, annotator=annotator, idempotency_key="k",
                                       text=f"{SECRET} answer")
@@ -144,10 +151,18 @@ def world(settings, tmp_path):
     assert "sft.train.jsonl" in snapshot.files
     finetune = FinetuneJob.objects.create(project=a, snapshot=snapshot, method="sft", base_model=model)
     compared = comparison_task(a)  # ai-rankings answer for comparison tasks only
+    from annotations.feedback.reports import clean_report, ingest_report
+    from annotations.feedback.tokens import create_report_token
+
+    issued = create_report_token(project=a, name=f"deployment {SECRET}", created_by=a.created_by)
+    report = ingest_report(token=issued.token, report=clean_report({
+        "conversation": [{"role": "user", "content": f"{SECRET} hi"}, {"role": "assistant", "content": "bad"}],
+        "model_version": "m", "category": "other"})).report
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": compared.pk, "lease_id": lease.pk, "submission_id": submission.pk,
            "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
-           "snapshot_id": snapshot.pk, "finetune_id": finetune.pk}
+           "snapshot_id": snapshot.pk, "finetune_id": finetune.pk, "report_id": report.pk,
+           "token_id": issued.token.pk}
     return {"a": a, "b": b, "ids": ids, "members": members, "outsider": UserFactory()}
 
 

@@ -191,3 +191,15 @@ def test_concurrent_next_task_never_over_assigns():
     db_counts = dict(Task.objects.filter(project=project).values_list("id", "lease_count"))
     assert db_counts == dict(per_task)
     assert connection.vendor == "postgresql"
+
+
+def test_next_task_can_be_limited_to_kinds(project, annotator):
+    from annotations.models import TaskKind
+
+    demo = TaskFactory(project=project)
+    red = TaskFactory(project=project, kind=TaskKind.RED_TEAM, conversation=[])
+    assert lease_next_task(project=project, annotator=annotator, kinds=[TaskKind.RED_TEAM]).task_id == red.pk
+    with pytest.raises(NoTaskAvailable):
+        lease_next_task(project=project, annotator=annotator, kinds=[TaskKind.RED_TEAM])
+    assert lease_next_task(project=project, annotator=annotator,
+                           kinds=[TaskKind.DEMONSTRATION, TaskKind.COMPARISON]).task_id == demo.pk

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.errors import ImportRejected
-from annotations.models import Project, TaskKind
+from annotations.models import LABELLING_KINDS, Project, TaskKind
 from annotations.services.imports import import_file
 
 
@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--project", type=int, required=True, help="Project id.")
         parser.add_argument("file", type=Path)
         parser.add_argument("--format", choices=["jsonl", "csv"], help="Default: from the file name.")
-        parser.add_argument("--kind", choices=TaskKind.values, default=TaskKind.DEMONSTRATION,
+        parser.add_argument("--kind", choices=[k.value for k in LABELLING_KINDS], default=TaskKind.DEMONSTRATION,
                             help="Kind for rows that do not say.")
 
     def handle(self, *args, project, file, format, kind, **options):
