@@ -466,6 +466,8 @@ class AuditEntry(models.Model):
         FINETUNE_STARTED = "finetune.started", "Finetune started"
         TOKEN_CREATED = "token.created", "API token created"
         TOKEN_REVOKED = "token.revoked", "API token revoked"
+        REPORT_TOKEN_CREATED = "report_token.created", "Report ingestion token created"
+        REPORT_TOKEN_REVOKED = "report_token.revoked", "Report ingestion token revoked"
 
     created_at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,

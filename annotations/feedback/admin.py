@@ -1,8 +1,8 @@
 """Django admin for deployment feedback and red-teaming (registered through annotations.admin)."""
 from django.contrib import admin
-from django.utils import timezone
 
 from .models import MisbehaviourReport, RedTeamSession, RedTeamTurn, ReportTask, ReportToken
+from .tokens import revoke_report_token
 
 
 @admin.register(ReportToken)
@@ -21,7 +21,9 @@ class ReportTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now(), revoked_by=request.user)
+        # Through the service, so each revocation is in the audit log like one made on the page.
+        for token in queryset.filter(revoked_at__isnull=True).select_related("project"):
+            revoke_report_token(project=token.project, token_id=token.pk, revoked_by=request.user)
 
 
 class ReportTaskInline(admin.TabularInline):

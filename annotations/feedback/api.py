@@ -92,27 +92,27 @@ def _ingest_one(token, data) -> dict:
 class ReportTokenListView(ProjectScopedView):
     roles = {"get": ADMINS, "post": ADMINS}
 
-    @extend_schema(responses=s.TokenOut(many=True))
+    @extend_schema(responses=s.ReportTokenOut(many=True))
     def get(self, request, project_id):
         items = self.project.report_tokens.select_related("created_by", "revoked_by")[:200]
-        return Response(s.TokenOut(items, many=True).data)
+        return Response(s.ReportTokenOut(items, many=True).data)
 
-    @extend_schema(request=s.TokenIn, responses={201: s.IssuedTokenOut})
+    @extend_schema(request=s.ReportTokenIn, responses={201: s.IssuedReportTokenOut})
     def post(self, request, project_id):
-        data = s.TokenIn(data=request.data)
+        data = s.ReportTokenIn(data=request.data)
         data.is_valid(raise_exception=True)
         issued = tokens.create_report_token(project=self.project, name=data.validated_data["name"],
                                             created_by=request.user)
-        return Response(s.IssuedTokenOut(issued.token, context={"secret": issued.secret}).data, status=201)
+        return Response(s.IssuedReportTokenOut(issued.token, context={"secret": issued.secret}).data, status=201)
 
 
 class ReportTokenRevokeView(ProjectScopedView):
     roles = {"post": ADMINS}
 
-    @extend_schema(request=None, responses=s.TokenOut)
+    @extend_schema(request=None, responses=s.ReportTokenOut)
     def post(self, request, project_id, token_id):
         token = tokens.revoke_report_token(project=self.project, token_id=token_id, revoked_by=request.user)
-        return Response(s.TokenOut(token).data)
+        return Response(s.ReportTokenOut(token).data)
 
 
 # --- triage ---------------------------------------------------------------------------------------

@@ -55,11 +55,11 @@ class IngestBatchOut(serializers.Serializer):
 
 
 # --- tokens ---------------------------------------------------------------------------------------
-class TokenIn(serializers.Serializer):
+class ReportTokenIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
 
 
-class TokenOut(serializers.ModelSerializer):
+class ReportTokenOut(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
     revoked_by = serializers.CharField(source="revoked_by.username", default=None)
 
@@ -69,11 +69,11 @@ class TokenOut(serializers.ModelSerializer):
                   "revoked_by"]
 
 
-class IssuedTokenOut(TokenOut):
+class IssuedReportTokenOut(ReportTokenOut):
     token = serializers.SerializerMethodField(help_text="The full token. Shown this once; it is stored hashed.")
 
-    class Meta(TokenOut.Meta):
-        fields = [*TokenOut.Meta.fields, "token"]
+    class Meta(ReportTokenOut.Meta):
+        fields = [*ReportTokenOut.Meta.fields, "token"]
 
     def get_token(self, obj) -> str:
         return self.context["secret"]

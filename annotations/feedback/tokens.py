@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from ..errors import InvalidInput, NotFound
 from ..models import Project
+from ..services import audit
 from .models import ReportToken
 
 TOKEN_PREFIX = "lwr_"
@@ -50,6 +51,8 @@ def create_report_token(*, project: Project, name: str, created_by) -> IssuedTok
         raw = f"{TOKEN_PREFIX}{public}_{secrets.token_urlsafe(32)}"
         token = ReportToken.objects.create(project=project, name=name, prefix=f"{TOKEN_PREFIX}{public}",
                                            key_hash=hash_token(raw), created_by=created_by)
+        audit.record(action=audit.Action.REPORT_TOKEN_CREATED, actor=created_by, project=project,
+                     target=f"report token {token.pk} ({token.prefix}…)", details={"name": name})
     return IssuedToken(token=token, secret=raw)
 
 
@@ -63,6 +66,8 @@ def revoke_report_token(*, project: Project, token_id: int, revoked_by) -> Repor
             token.revoked_at = timezone.now()
             token.revoked_by = revoked_by
             token.save(update_fields=["revoked_at", "revoked_by"])
+            audit.record(action=audit.Action.REPORT_TOKEN_REVOKED, actor=revoked_by, project=project,
+                         target=f"report token {token.pk} ({token.prefix}…)", details={"name": token.name})
     return token
 
 

@@ -338,3 +338,15 @@ def test_report_token_command_prints_a_working_token_and_revokes_it(project):
     token = ReportToken.objects.get()
     call_command("report_token", "--project", str(project.pk), "--revoke", str(token.pk), stdout=io.StringIO())
     assert post_report(reporter(secret), report_body(model_version="x")).status_code == 401
+
+
+def test_issuing_and_revoking_report_tokens_is_audited(api, project, admin_user):
+    from annotations.models import AuditEntry
+
+    token = api(admin_user).post(f"/api/projects/{project.pk}/report-tokens/", {"name": "bot"}, format="json").json()
+    api(admin_user).post(f"/api/projects/{project.pk}/report-tokens/{token['id']}/revoke/")
+    entries = list(AuditEntry.objects.filter(project_id=project.pk, action__startswith="report_token")
+                   .order_by("id").values_list("action", "actor_name", "target"))
+    assert entries == [("report_token.created", admin_user.username, f"report token {token['id']} ({token['prefix']}…)"),
+                       ("report_token.revoked", admin_user.username, f"report token {token['id']} ({token['prefix']}…)")]
+    assert token["token"] not in str(AuditEntry.objects.values_list("details", flat=True))
