@@ -21,6 +21,7 @@ from ..errors import IdempotencyConflict, InvalidInput, LeaseExpired, LeaseNotAc
 from ..models import (
     FLAG_CHOICES,
     RATING_CRITERIA,
+    LABELLING_KINDS,
     CandidateReply,
     InstructionVersion,
     Lease,
@@ -227,8 +228,10 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
             # Quality: gold work is scored, not reviewed; other work is sampled for review, and
             # work not sampled counts as accepted toward the task's completion at once.
             gold = task.state == Task.State.GOLD
-            review_required = not gold and sampling.needs_review(project=project, annotator=annotator,
-                                                                  lease_id=lease.pk)
+            # A red-team outcome is not labelled work: nothing to review (a success already made its
+            # report and task for triage).
+            review_required = not gold and kind in LABELLING_KINDS and sampling.needs_review(
+                project=project, annotator=annotator, lease_id=lease.pk)
             submission = Submission.objects.create(
                 project=project, task=task, lease=lease, annotator=annotator, kind=kind,
                 instruction_version=version, idempotency_key=key, rationale=rationale or "",
