@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0007_quality_control'),
+        ('annotations', '0009_task_list_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
