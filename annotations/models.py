@@ -150,6 +150,8 @@ class ImportBatch(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
     file_name = models.CharField(max_length=255)
     file = models.CharField(max_length=500, blank=True, help_text="Stored upload, relative to MEDIA_ROOT.")
+    # Set for "import from URL": the worker fetches it (annotations.url_fetch) into ``file`` first.
+    source_url = models.CharField(max_length=2000, blank=True)
     format = models.CharField(max_length=8, choices=[("jsonl", "JSONL"), ("csv", "CSV")])
     default_kind = models.CharField(max_length=16, choices=TaskKind.choices, default=TaskKind.DEMONSTRATION)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

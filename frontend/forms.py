@@ -60,3 +60,12 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False)
     kind = forms.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], initial=TaskKind.DEMONSTRATION,
                              label="Default task kind")
+
+
+class ImportURLForm(forms.Form):
+    url = forms.CharField(max_length=2000, label="File URL",
+                          help_text="An http(s) URL of a JSONL or CSV file on a public host; the server fetches it.",
+                          widget=forms.URLInput(attrs={"placeholder": "https://example.org/prompts.jsonl"}))
+    format = forms.ChoiceField(choices=[("", "From the URL"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False)
+    kind = forms.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], initial=TaskKind.DEMONSTRATION,
+                             label="Default task kind")

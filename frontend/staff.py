@@ -18,9 +18,10 @@ from annotations.permissions import ADMINS, STAFF
 from annotations.services import imports as import_service
 from annotations.services import instructions as instruction_service
 from annotations.services import projects as project_service
+from annotations.services import url_imports as url_import_service
 
 from .access import membership_or_404, project_page
-from .forms import ImportForm, InstructionsForm, MemberForm, ProjectSettingsForm
+from .forms import ImportForm, ImportURLForm, InstructionsForm, MemberForm, ProjectSettingsForm
 from .rendering import line_diff, render_markdown
 
 User = get_user_model()
@@ -140,23 +141,35 @@ def project_settings(request, project_id: int):
 
 @project_page(get=IMPORT_READERS, post=ADMINS)
 def imports(request, project_id: int):
-    """Upload mirrors the API's ImportListView: store the file under a random name, create the
-    batch, enqueue annotations.tasks.process_import when the transaction commits."""
+    """Upload mirrors the API's ImportListView and the URL form its ImportFromURLView: the same
+    services store or fetch the file and queue annotations.tasks.process_import."""
     membership = membership_or_404(request, project_id, IMPORT_READERS)
     project = membership.project
-    form = ImportForm()
+    form, url_form = ImportForm(), ImportURLForm(prefix="url")
     if request.method == "POST":
-        if membership.role not in ADMINS:
-            membership_or_404(request, project_id, ADMINS)  # raises 403
-        form = ImportForm(request.POST, request.FILES)
-        if form.is_valid():
-            batch = _start_import(project=project, user=request.user, form=form)
-            if batch is not None:
-                return redirect("import-detail-page", project_id=project.pk, import_id=batch.pk)
+        if request.POST.get("action") == "url":
+            url_form = ImportURLForm(request.POST, prefix="url")
+            batch = _start_url_import(project=project, user=request.user, form=url_form) if url_form.is_valid() else None
+        else:
+            form = ImportForm(request.POST, request.FILES)
+            batch = _start_import(project=project, user=request.user, form=form) if form.is_valid() else None
+        if batch is not None:
+            return redirect("import-detail-page", project_id=project.pk, import_id=batch.pk)
     return render(request, "frontend/imports.html", {
-        "project": project, "membership": membership, "form": form, "batches": project.imports.all()[:50],
-        "can_upload": membership.role in ADMINS, "max_bytes": settings.IMPORT_MAX_BYTES,
+        "project": project, "membership": membership, "form": form, "url_form": url_form,
+        "batches": project.imports.all()[:50], "can_upload": membership.role in ADMINS,
+        "max_bytes": settings.IMPORT_MAX_BYTES, "url_timeout": settings.IMPORT_URL_TIMEOUT,
     })
+
+
+def _start_url_import(*, project, user, form) -> ImportBatch | None:
+    try:
+        return url_import_service.start_url_import(
+            project=project, url=form.cleaned_data["url"], fmt=form.cleaned_data.get("format") or None,
+            default_kind=form.cleaned_data["kind"], created_by=user)
+    except DomainError as exc:
+        form.add_error("format" if exc.details.get("field") == "format" else "url", exc.message)
+        return None
 
 
 def _start_import(*, project, user, form) -> ImportBatch | None:

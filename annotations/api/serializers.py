@@ -108,12 +108,18 @@ class ImportIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], default=TaskKind.DEMONSTRATION)
 
 
+class ImportURLIn(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, help_text="http(s) URL of a JSONL or CSV file on a public host")
+    format = serializers.ChoiceField(choices=["jsonl", "csv"], required=False)
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in LABELLING_KINDS], default=TaskKind.DEMONSTRATION)
+
+
 class ImportOut(serializers.ModelSerializer):
     progress_rows = serializers.IntegerField(read_only=True, default=None)
 
     class Meta:
         model = ImportBatch
-        fields = ["id", "file_name", "format", "default_kind", "status", "rows_total", "rows_done", "progress_rows",
+        fields = ["id", "file_name", "source_url", "format", "default_kind", "status", "rows_total", "rows_done", "progress_rows",
                   "tasks_created", "duplicates", "error_count", "errors", "created_at", "finished_at"]
 
 

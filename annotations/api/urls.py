@@ -13,6 +13,7 @@ urlpatterns = [
     path(P + "instructions/", v.InstructionListView.as_view(), name="instruction-list"),
     path(P + "instructions/<int:number>/", v.InstructionDetailView.as_view(), name="instruction-detail"),
     path(P + "imports/", v.ImportListView.as_view(), name="import-list"),
+    path(P + "imports/from-url/", v.ImportFromURLView.as_view(), name="import-from-url"),
     path(P + "imports/<int:import_id>/", v.ImportDetailView.as_view(), name="import-detail"),
     path(P + "tasks/", v.TaskListView.as_view(), name="task-list"),
     path(P + "tasks/counts/", v.TaskCountsView.as_view(), name="task-counts"),

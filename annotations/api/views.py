@@ -18,7 +18,7 @@ from ..feedback import redteam
 from ..feedback import serializers as feedback_s
 from ..models import AuditEntry, InstructionVersion, Membership, Project, Submission, TaskKind
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
-from ..services import imports, instructions, leases, projects, reviews, submissions, tokens
+from ..services import imports, instructions, leases, projects, reviews, submissions, tokens, url_imports
 from . import serializers as s
 
 User = get_user_model()
@@ -204,6 +204,22 @@ def _format_from_name(name: str) -> str:
     if lower.endswith(".csv"):
         return "csv"
     raise ValidationError({"format": ["Cannot tell the format from the file name; say format=jsonl or csv."]})
+
+
+class ImportFromURLView(ProjectScopedView):
+    """Import a JSONL or CSV file that the worker fetches from a public http(s) URL."""
+
+    roles = {"post": ADMINS}
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=s.ImportURLIn, responses={202: s.ImportOut})
+    def post(self, request, project_id):
+        data = s.ImportURLIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        batch = url_imports.start_url_import(project=self.project, url=data.validated_data["url"],
+                                             fmt=data.validated_data.get("format"), created_by=request.user,
+                                             default_kind=data.validated_data["kind"])
+        return Response(s.ImportOut(batch).data, status=202)
 
 
 class ImportDetailView(ProjectScopedView):

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..conversations import ConversationInvalid, check_text, clean_messages
-from ..errors import ImportRejected, ImportRowError
+from ..errors import DomainError, ImportRejected, ImportRowError
 from ..models import LABELLING_KINDS, CandidateReply, ImportBatch, ModelVersion, Project, Task, TaskKind
 from ..signals import import_finished
 from . import audit
@@ -137,8 +137,9 @@ def start_import(*, project: Project, upload, fmt: str, default_kind: str, creat
 
 
 def run_import_batch(*, batch_id: int) -> ImportBatch:
-    """Process a stored upload (the Celery job calls this). Safe to run twice: a batch that already
-    finished is left alone, and an interrupted one stored nothing, so it simply runs again."""
+    """Process a stored upload, or fetch the batch's URL first (the Celery job calls this). Safe to
+    run twice: a batch that already finished is left alone, and an interrupted one stored nothing,
+    so it simply runs again."""
     from django.core.files.storage import default_storage
 
     batch = ImportBatch.objects.select_related("project").get(pk=batch_id)
@@ -146,10 +147,14 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
         return batch
     ImportBatch.objects.filter(pk=batch.pk).update(status=ImportBatch.Status.RUNNING)
     try:
+        if batch.source_url and not batch.file:
+            from .url_imports import fetch_into_storage
+
+            fetch_into_storage(batch)
         with default_storage.open(batch.file, "rb") as stream:
             result = import_file(project=batch.project, stream=stream, fmt=batch.format,
                                  default_kind=batch.default_kind, batch=batch)
-    except ImportRejected as exc:
+    except DomainError as exc:  # refused file, refused URL, failed fetch: the batch ends with the reason
         result = ImportResult(error_count=1, errors=[{"line": 0, "reason": exc.message}])
     except FileNotFoundError:
         # Retrying cannot bring a lost upload back: end the batch with the reason.

@@ -1,6 +1,6 @@
 from django import template
 
-from frontend.rendering import render_markdown, render_plain
+from frontend.rendering import render_markdown, render_plain, reveal_text
 
 register = template.Library()
 
@@ -23,3 +23,10 @@ def seconds(ms):
         return "–"
     s = int(ms) // 1000
     return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+@register.filter
+def visible(text):
+    """Untrusted text for places that cannot hold markup (<title>, attributes): invisible
+    characters become ⟨U+XXXX⟩ text; autoescaping still applies."""
+    return reveal_text("" if text is None else str(text))

@@ -212,7 +212,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind",
+    "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind", "ImportFormatEnum": ["jsonl", "csv"],
                             "ModelJobKindEnum": "models_service.models.ModelJob.Kind",
                             "ReportStatusEnum": "annotations.feedback.models.MisbehaviourReport.Status",
                             "ReportSourceEnum": "annotations.feedback.models.MisbehaviourReport.Source",
@@ -229,6 +229,13 @@ IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=512 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=2_000_000)
 IMPORT_MAX_FIELD_CHARS = env.int("IMPORT_MAX_FIELD_CHARS", default=32_000)
 IMPORT_MAX_ERRORS_REPORTED = env.int("IMPORT_MAX_ERRORS_REPORTED", default=200)
+# Import from URL (annotations.url_fetch): one deadline for the whole fetch, redirects followed by
+# hand and checked at every hop, only these ports. The allow-list opens otherwise refused
+# networks (loopback, private) for tests and local development; production forces it empty.
+IMPORT_URL_TIMEOUT = env.float("IMPORT_URL_TIMEOUT", default=60.0)
+IMPORT_URL_MAX_REDIRECTS = env.int("IMPORT_URL_MAX_REDIRECTS", default=5)
+IMPORT_URL_PORTS = [int(p) for p in env.list("IMPORT_URL_PORTS", default=["80", "443", "8080", "8443"])]
+IMPORT_URL_ALLOW_NETWORKS = env.list("IMPORT_URL_ALLOW_NETWORKS", default=[])
 LEASE_RECLAIM_BATCH = env.int("LEASE_RECLAIM_BATCH", default=500)
 
 # --- deployment feedback and red-teaming (annotations/feedback, models_service/redteam.py) -------
