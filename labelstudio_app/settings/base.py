@@ -213,6 +213,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"TaskKindEnum": "annotations.models.TaskKind", "ImportFormatEnum": ["jsonl", "csv"],
+                            "LabellingKindEnum": [("demonstration", "Demonstration"), ("comparison", "Comparison")],
                             "ModelJobKindEnum": "models_service.models.ModelJob.Kind",
                             "ReportStatusEnum": "annotations.feedback.models.MisbehaviourReport.Status",
                             "ReportSourceEnum": "annotations.feedback.models.MisbehaviourReport.Source",
