@@ -60,7 +60,7 @@ FROM generate_series(1, %(n)s) AS g
 """
 REPLY_INSERT = """
 INSERT INTO annotations_candidatereply (task_id, content, source, sampling_params, for_ranking, created_at)
-SELECT t.id, 'Candidate reply ' || r || ' to task ' || t.id, 'model', '{}'::jsonb, true, now()
+SELECT t.id, 'Candidate reply ' || r || ' to task ' || t.id, 'human', '{}'::jsonb, true, now()
 FROM annotations_task t CROSS JOIN generate_series(1, 4) AS r
 WHERE t.project_id = %(project)s AND t.kind = 'comparison'
 """

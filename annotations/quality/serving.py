@@ -80,7 +80,7 @@ def serve_gold(*, project: Project, annotator, now: datetime, expires_at: dateti
             lease.instruction_version = project.current_instructions
         return lease
     had = Lease.objects.filter(annotator=annotator, project=project).values("task_id")
-    task = (Task.objects.select_for_update().filter(project=project, state=Task.State.GOLD)
+    task = (Task.objects.select_for_update(no_key=True).filter(project=project, state=Task.State.GOLD)
             .exclude(pk__in=had).order_by("?").first())
     if task is None:
         return None

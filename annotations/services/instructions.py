@@ -22,7 +22,7 @@ def publish_instructions(*, project: Project, body: str, published_by, title: st
     if len(body) > MAX_INSTRUCTIONS_CHARS:
         raise InvalidInput(f"Instructions are limited to {MAX_INSTRUCTIONS_CHARS} characters.")
     # Lock the project row so two admins publishing at once get consecutive numbers.
-    project = Project.objects.select_for_update().get(pk=project.pk)
+    project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     last = project.instruction_versions.aggregate(n=Max("number"))["n"] or 0
     version = InstructionVersion.objects.create(
         project=project,

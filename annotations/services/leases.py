@@ -99,7 +99,7 @@ SELECT m.role, (
       AND l.status = 'active' AND l.expires_at > %(now)s), m.paused_at
 FROM {Membership._meta.db_table} m
 WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
-FOR UPDATE OF m
+FOR NO KEY UPDATE OF m
 """
 
 
@@ -110,7 +110,7 @@ def _lease_once(*, project: Project, annotator, now: datetime, kinds: tuple | No
         row = prepared.fetchone(_LOCK_SQL, {"project": project.pk, "annotator": annotator.pk, "now": now})
         role, open_leases, paused_at = row if row else (None, 0, None)
     else:
-        membership = Membership.objects.select_for_update().filter(project=project, user=annotator).first()
+        membership = Membership.objects.select_for_update(no_key=True).filter(project=project, user=annotator).first()
         role, paused_at = (membership.role, membership.paused_at) if membership else (None, None)
         open_leases = Lease.objects.filter(project=project, annotator=annotator, status=Lease.Status.ACTIVE,
                                            expires_at__gt=now).count()
@@ -144,7 +144,7 @@ WITH candidate AS (
           WHERE l.annotator_id = %(annotator)s AND l.task_id = t.id OFFSET 0)
     ORDER BY t.id
     LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED
+    FOR NO KEY UPDATE OF t SKIP LOCKED
 ), bumped AS (
     UPDATE {Task._meta.db_table} t
     SET lease_count = t.lease_count + 1, state = {_state_sql("+ 1", "")}
@@ -207,7 +207,7 @@ def reclaim_expired_leases(*, project: Project | None = None, now: datetime | No
             if project is not None:
                 leases = leases.filter(project=project)
             batch = list(
-                leases.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+                leases.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked, no_key=True)
                 .order_by("id").values_list("id", "task_id", "project_id")[: settings.LEASE_RECLAIM_BATCH]
             )
             if not batch:
@@ -234,7 +234,11 @@ def _return_slots(lease_rows) -> None:
 def _close_lease(*, lease_id: int, annotator, status: str, reason: str, now: datetime | None = None) -> Lease:
     now = now or timezone.now()
     with transaction.atomic():
-        lease = Lease.objects.select_for_update().select_related("project").filter(pk=lease_id).first()
+        # Only the lease row, and NO KEY: a FOR UPDATE on the joined project row made every commit that
+        # inserts a row referencing the project (deferred FK checks take KEY SHARE) wait on it, and
+        # deadlocked against next-task under load (bench/load.py).
+        lease = (Lease.objects.select_for_update(of=("self",), no_key=True).select_related("project")
+                 .filter(pk=lease_id).first())
         if lease is None or lease.annotator_id != annotator.pk:
             raise NotFound("No such lease.")
         if lease.status != Lease.Status.ACTIVE:

@@ -35,7 +35,7 @@ def update_project_settings(*, project: Project, actor=None, **changes) -> Proje
     unknown = set(changes) - set(SETTING_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown project settings: {', '.join(sorted(unknown))}")
-    project = Project.objects.select_for_update().get(pk=project.pk)
+    project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     old_overlap = project.overlap
     before = {field: _plain(getattr(project, field)) for field in changes}
     for field, value in changes.items():

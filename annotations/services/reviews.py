@@ -80,7 +80,7 @@ def review_submission(*, submission_id: int, reviewer, decision: str, reason: st
                                               created_by=reviewer)
 
     # Lock order submission -> lease -> task, the same lease -> task order as submit and reclaim.
-    lease = Lease.objects.select_for_update().get(pk=submission.lease_id)
+    lease = Lease.objects.select_for_update(no_key=True).get(pk=submission.lease_id)
     now = timezone.now()
     counted = completion.counts_as_accepted(status=submission.status, review_required=submission.review_required)
     submission.status = (Submission.Status.REJECTED if decision == Review.Decision.REJECT

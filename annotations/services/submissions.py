@@ -199,7 +199,7 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
         with transaction.atomic():
             # Lock the lease row only (``of``): locking the joined project row too would queue every
             # submit of a project behind one another.
-            lease = (Lease.objects.select_for_update(of=("self",)).select_related("project", "instruction_version")
+            lease = (Lease.objects.select_for_update(of=("self",), no_key=True).select_related("project", "instruction_version")
                      .filter(pk=lease_id).first())
             if lease is None or lease.annotator_id != annotator.pk:
                 raise NotFound("No such lease.")
@@ -208,7 +208,7 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
             if replay is not None:
                 return replay
             project = lease.project
-            task = Task.objects.select_for_update().only("id", "kind", "state", "lease_count", "submission_count").get(
+            task = Task.objects.select_for_update(no_key=True).only("id", "kind", "state", "lease_count", "submission_count").get(
                 pk=lease.task_id)
             if task.kind != kind:
                 raise InvalidInput(f"This is a {task.kind} task, not a {kind} task.", field="kind")
