@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/", include("annotations.exports.urls")),
     path("api/", include("models_service.finetune.urls")),
     path("api/", include("annotations.feedback.urls")),
+    path("api/", include("models_service.evaluation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("frontend.urls")),

@@ -19,7 +19,8 @@ ADMIN_OR_ENGINEER = frozenset({"admin", "engineer"})
 
 
 class ModelJobIn(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=ModelJob.Kind.choices)
+    # Evaluation jobs belong to an eval run and are started through /eval-runs/, not here.
+    kind = serializers.ChoiceField(choices=[(ModelJob.Kind.DRAFTING, "Drafting"), (ModelJob.Kind.JUDGING, "Judging")])
     model = serializers.CharField(max_length=200, required=False, help_text="ModelVersion name; default: configured")
     n = serializers.IntegerField(min_value=1, max_value=16, required=False)
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)

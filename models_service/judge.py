@@ -81,14 +81,19 @@ def rank_from_pairs(reply_ids: list[int], pairs: list[dict]) -> list[list[int]]:
 SAMPLING = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=96)
 
 
-async def judge_pairs(backend, http, task: Task, replies: dict[int, str], instructions) -> list[dict]:
-    fmt = json_schema_format("judgement", JUDGE_SCHEMA)
+async def ask_judge(backend, http, *, instructions, conversation, first: str, second: str) -> str:
+    """One judgement of one order: 'A' (``first``), 'B' (``second``) or 'tie'. Also used by the
+    arena (models_service.evaluation.judging)."""
+    messages = pair_messages(instructions=instructions, conversation=conversation, first=first, second=second)
+    completion = (await backend.achat(http, messages, SAMPLING,
+                                      response_format=json_schema_format("judgement", JUDGE_SCHEMA)))[0]
+    return parse_choice(completion.text, completion.finish_reason)
 
+
+async def judge_pairs(backend, http, task: Task, replies: dict[int, str], instructions) -> list[dict]:
     async def ask(first, second):
-        messages = pair_messages(instructions=instructions, conversation=task.conversation, first=first,
-                                 second=second)
-        completion = (await backend.achat(http, messages, SAMPLING, response_format=fmt))[0]
-        return parse_choice(completion.text, completion.finish_reason)
+        return await ask_judge(backend, http, instructions=instructions, conversation=task.conversation,
+                               first=first, second=second)
 
     ids = sorted(replies)
     pairs = list(itertools.combinations(ids, 2))

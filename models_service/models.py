@@ -15,6 +15,8 @@ class ModelJob(models.Model):
     class Kind(models.TextChoices):
         DRAFTING = "drafting"
         JUDGING = "judging"
+        EVAL_GENERATION = "eval_generation"  # replies of one model version to an eval set
+        ARENA_JUDGING = "arena_judging"  # the judge's position-swapped votes on an eval run's battles
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -156,3 +158,15 @@ class FinetuneJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} finetune {self.pk} ({self.status})"
+
+
+# Evaluation lives in its own package; importing it here registers its models with this app.
+from .evaluation.models import (  # noqa: E402,F401
+    Battle,
+    BattleVote,
+    EvalPrompt,
+    EvalReply,
+    EvalRun,
+    EvalSet,
+    JudgeVote,
+)

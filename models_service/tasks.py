@@ -28,3 +28,8 @@ def red_team_turn(turn_id: int) -> str:
 
 
 from .finetune.tasks import run_finetune  # noqa: E402,F401  (Celery autodiscovery)
+from .evaluation.tasks import (  # noqa: E402,F401  (Celery autodiscovery)
+    build_eval_set_task,
+    run_arena_judging_job,
+    run_eval_generation_job,
+)

@@ -13,6 +13,7 @@ says so.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import re
@@ -46,14 +47,20 @@ def embedding_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def embed(texts: list[str], batch_size: int = 64):
-    """L2-normalised sentence embeddings (float32 tensor [n, 384])."""
-    import torch
+@functools.lru_cache(maxsize=1)
+def _embedding_model():
+    # Loaded once per process: an eval set embeds several batches, and a worker builds many.
     from transformers import AutoModel, AutoTokenizer
 
     folder = embedding_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+
+
+def embed(texts: list[str], batch_size: int = 64):
+    """L2-normalised sentence embeddings (float32 tensor [n, 384])."""
+    import torch
+
+    tokenizer, model = _embedding_model()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):

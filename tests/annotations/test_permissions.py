@@ -54,7 +54,7 @@ OPEN_ROUTES = {
 }
 # URL parameter -> which object of project A fills it.
 ID_KEYS = ("project_id", "task_id", "lease_id", "submission_id", "import_id", "number", "user_id", "job_id",
-           "snapshot_id", "finetune_id", "report_id", "token_id")
+           "snapshot_id", "finetune_id", "report_id", "token_id", "eval_set_id", "eval_run_id", "battle_id")
 # Parameters that are not global ids but numbers inside the project named in the URL (B has its own
 # instructions v1), so asking B's URL for "number 1" is not a foreign object.
 PROJECT_LOCAL = {"number"}
@@ -158,12 +158,34 @@ def world(settings, tmp_path):
     report = ingest_report(token=issued.token, report=clean_report({
         "conversation": [{"role": "user", "content": f"{SECRET} hi"}, {"role": "assistant", "content": "bad"}],
         "model_version": "m", "category": "other"})).report
+    eval_set, run, battle = _arena(a, model, shown_to=[members[r] for r in (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR)])
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": compared.pk, "lease_id": lease.pk, "submission_id": submission.pk,
            "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
            "snapshot_id": snapshot.pk, "finetune_id": finetune.pk, "report_id": report.pk,
-           "token_id": issued.token.pk}
+           "token_id": issued.token.pk, "eval_set_id": eval_set.pk, "eval_run_id": run.pk, "battle_id": battle.pk}
     return {"a": a, "b": b, "ids": ids, "members": members, "outsider": UserFactory()}
+
+
+def _arena(project, model, shown_to):
+    """An eval set, a finished run and one battle between two models, shown to ``shown_to`` (a
+    battle page answers only the voters it was shown to)."""
+    from django.utils import timezone
+
+    from models_service.evaluation.models import Battle, BattleVote, EvalPrompt, EvalReply, EvalRun, EvalSet
+
+    eval_set = EvalSet.objects.create(project=project, name=SECRET, status="ready")
+    prompt = EvalPrompt.objects.create(eval_set=eval_set, conversation=[{"role": "user", "content": f"{SECRET} q"}],
+                                       prompt_key="k", source="project")
+    run = EvalRun.objects.create(project=project, eval_set=eval_set, status="done")
+    other = ModelVersion.objects.create(name=f"other-{SECRET}")
+    run.model_versions.set([model, other])
+    left, right = (EvalReply.objects.create(run=run, prompt=prompt, model_version=m, content=f"{SECRET} reply")
+                   for m in (model, other))
+    battle = Battle.objects.create(run=run, prompt=prompt, left=left, right=right, pair_key=f"{model.pk}:{other.pk}")
+    for user in shown_to:
+        BattleVote.objects.create(battle=battle, voter=user, shown_at=timezone.now())
+    return eval_set, run, battle
 
 
 def assert_no_leak(response, *context):

@@ -1,0 +1,86 @@
+"""Generation for an eval run: one ``ModelJob`` per model version replies to every prompt of the
+eval set, through the same batch machinery as drafting (``models_service.jobs``: concurrent
+requests, progress, cancel, idempotent re-runs). ``max_tokens`` is always set; every reply records
+its model version and sampling.
+
+A model version that is a LoRA adapter is served by vLLM under its own name: the adapter is loaded
+into the running server (runtime LoRA, ``finetune.serving``) before the first request.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from annotations.models import ModelVersion
+
+from .. import jobs
+from ..backends import OpenAICompatibleBackend, backend_for
+from ..client import Sampling
+from ..finetune.serving import load_lora_adapter
+from ..models import ModelJob
+from .models import EvalPrompt, EvalReply, EvalRun
+from .runs import advance_run
+
+
+def servable_backend(model_version: ModelVersion):
+    """The backend for ``model_version``, with its LoRA adapter loaded where it has one."""
+    backend = backend_for(model_version)
+    if model_version.adapter_path:
+        if not isinstance(backend, OpenAICompatibleBackend):
+            raise RuntimeError(f"{model_version.name} is a LoRA adapter: it needs a vLLM server with --enable-lora")
+        load_lora_adapter(base_url=backend.client.base_url, lora_name=model_version.name,
+                          lora_path=model_version.adapter_path, api_key=settings.MODEL_API_KEY)
+    return backend
+
+
+def fail_job(job: ModelJob, error: str) -> ModelJob:
+    ModelJob.objects.filter(pk=job.pk).update(status=ModelJob.Status.FAILED, error=error[:5000],
+                                              finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def store_reply(*, run: EvalRun, prompt_id: int, model_version: ModelVersion, completion, params: dict) -> int:
+    """Keep the first reply per (run, prompt, model): a redelivered job adds nothing twice."""
+    _reply, created = EvalReply.objects.get_or_create(
+        run=run, prompt_id=prompt_id, model_version=model_version,
+        defaults={"content": completion.text, "finish_reason": completion.finish_reason,
+                  "completion_tokens": completion.completion_tokens, "sampling_params": params})
+    return completion.completion_tokens if created else 0
+
+
+def run_generation(*, job_id: int) -> ModelJob:
+    job = ModelJob.objects.select_related("project", "model_version").get(pk=job_id)
+    run = EvalRun.objects.select_related("eval_set").get(pk=job.params["eval_run"])
+    version = job.model_version
+    prompts = EvalPrompt.objects.filter(eval_set=run.eval_set)
+    todo = prompts.filter(~Exists(EvalReply.objects.filter(run=run, model_version=version, prompt=OuterRef("pk"))))
+    total = prompts.count()
+    if not jobs.start(job, total=total, skipped=total - todo.count()):
+        return job
+    try:
+        backend = servable_backend(version)
+    except Exception as exc:  # noqa: BLE001 - the reason goes to the job and the run, never lost
+        job = fail_job(job, f"could not serve {version.name}: {type(exc).__name__}: {exc}")
+        advance_run(run_id=run.pk)
+        return job
+    s = run.sampling
+    sampling = Sampling(n=1, temperature=s["temperature"], top_p=s["top_p"], max_tokens=s["max_tokens"],
+                        seed=s.get("seed"))
+    params = {k: s[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in s}
+
+    def items():
+        yield from todo.values_list("id", "conversation").iterator(chunk_size=500)
+
+    async def generate(http, item):
+        return (await backend.achat(http, item[1], sampling))[0]
+
+    def store(item, completion) -> int:
+        return store_reply(run=run, prompt_id=item[0], model_version=version, completion=completion, params=params)
+
+    job = jobs.run_batch(job=job, items=items(), generate=generate, store=store,
+                         open_http=lambda: backend.async_http(settings.DRAFT_CONCURRENCY),
+                         concurrency=settings.DRAFT_CONCURRENCY)
+    advance_run(run_id=run.pk)
+    return job
