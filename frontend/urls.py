@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import labelling, review, staff, views
+from . import evaluation, labelling, review, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -20,4 +20,8 @@ urlpatterns = [
     path(P + "audit/", staff.audit_log, name="audit-log"),
     path(P + "imports/", staff.imports, name="imports"),
     path(P + "imports/<int:import_id>/", staff.import_detail, name="import-detail-page"),
+    path(P + "arena/", evaluation.arena, name="arena"),
+    path(P + "arena/next/", evaluation.arena_next, name="arena-next"),
+    path(P + "arena/<int:battle_id>/", evaluation.arena_battle, name="arena-battle"),
+    path(P + "leaderboard/", evaluation.leaderboard, name="leaderboard-page"),
 ]

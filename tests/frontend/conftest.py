@@ -109,3 +109,23 @@ def logged_in(page, live_server, client):
         return page
 
     return make
+
+
+def eval_run_with_battles(project, *, n=3, replies=None, names=("model-x", "model-y")):
+    """A finished eval run of two model versions with ``n`` battles (no model server needed)."""
+    from models_service.evaluation.models import Battle, EvalPrompt, EvalReply, EvalRun, EvalSet
+
+    eval_set = EvalSet.objects.create(project=project, status="ready")
+    run = EvalRun.objects.create(project=project, eval_set=eval_set, status="done")
+    versions = [ModelVersion.objects.get_or_create(name=name)[0] for name in names]
+    run.model_versions.set(versions)
+    for i in range(n):
+        prompt = EvalPrompt.objects.create(eval_set=eval_set, conversation=[{"role": "user", "content": f"Q{i}?"}],
+                                           prompt_key=f"k{i}", source="project")
+        texts = replies[i] if replies else (f"Reply one to {i}.", f"Reply two to {i}.")
+        left, right = (EvalReply.objects.create(run=run, prompt=prompt, model_version=v, content=t)
+                       for v, t in zip(versions, texts, strict=True))
+        Battle.objects.create(run=run, prompt=prompt, left=left, right=right,
+                              pair_key=f"{versions[0].pk}:{versions[1].pk}")
+    EvalRun.objects.filter(pk=run.pk).update(battles_created=n)
+    return run

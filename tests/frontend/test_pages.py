@@ -13,7 +13,7 @@ from annotations.services.instructions import publish_instructions
 from frontend.models import InstructionAcknowledgement
 
 from ..factories import ProjectFactory, TaskFactory, UserFactory
-from .conftest import demonstration_task
+from .conftest import demonstration_task, eval_run_with_battles
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +30,10 @@ PAGES = {
     "import-detail-page": ("get", {"admin", "engineer"}),
     "review": ("get", {"admin", "reviewer"}),
     "model-jobs-page": ("get", {"admin", "reviewer", "engineer"}),
+    "arena": ("get", {"admin", "reviewer", "annotator"}),
+    "arena-next": ("post", {"admin", "reviewer", "annotator"}),
+    "arena-battle": ("get", {"admin", "reviewer", "annotator"}),
+    "leaderboard-page": ("get", {"admin", "reviewer", "engineer"}),
 }
 
 
@@ -42,6 +46,7 @@ def world(project):
         Membership.objects.create(project=project, user=users[role], role=role)
     TaskFactory.create_batch(3, project=project)
     batch = ImportBatch.objects.create(project=project, file_name="a.jsonl", format="jsonl", created_by=users["admin"])
+    eval_run_with_battles(project, n=3)
     return {"project": project, "users": users, "batch": batch}
 
 
@@ -53,9 +58,14 @@ def url_for(name, world, user):
         return f"/projects/{p}/label/{lease.pk}/"
     if name == "import-detail-page":
         return f"/projects/{p}/imports/{world['batch'].pk}/"
+    if name == "arena-battle":
+        from models_service.evaluation.voting import next_battle
+
+        return f"/projects/{p}/arena/{next_battle(project=world['project'], voter=user).battle_id}/"
     path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
             "instructions": "instructions", "project-settings": "settings", "imports": "imports",
-            "review": "review", "model-jobs-page": "jobs"}[name]
+            "review": "review", "model-jobs-page": "jobs", "arena": "arena", "arena-next": "arena/next",
+            "leaderboard-page": "leaderboard"}[name]
     return f"/projects/{p}/{path}/"
 
 

@@ -168,3 +168,50 @@ def test_screenshots(page, live_server, logged_in):
     page.wait_for_selector("#review-form[data-ready]")
     page.fill("#reason", "The shipping cut-off is invented; see “Never” in the instructions.")
     shoot(page, "review")
+
+
+def test_arena_screenshots(page, live_server, logged_in):
+    """The arena's battle page (before and after the vote) and the leaderboard."""
+    import random
+
+    from models_service.evaluation.models import BattleVote, JudgeVote
+    from models_service.evaluation.voting import cast_vote, next_battle
+
+    from .conftest import eval_run_with_battles
+
+    project = ProjectFactory(name="Support assistant", instructions=INSTRUCTIONS_V1)
+    voters = []
+    for name in ("sam", "lee", "kim"):
+        user = UserFactory(username=name)
+        MembershipFactory(project=project, user=user, role=Role.ANNOTATOR)
+        voters.append(user)
+    replies = [(DRAFTS[0], DRAFTS[1])] + [(f"Reply {i} from the base model.", f"Reply {i} from the tuned one.")
+                                          for i in range(1, 30)]
+    run = eval_run_with_battles(project, n=30, replies=replies,
+                                names=("smollm2-135m-instruct", "smollm2-135m-instruct-sft-ft1"))
+    run.eval_set.prompts.filter(prompt_key="k0").update(conversation=[{"role": "user", "content": PROMPT}])
+    judge = run.model_versions.get(name="smollm2-135m-instruct")
+    rng = random.Random(4)
+    for battle in run.battles.all():
+        for user in voters[1:]:
+            BattleVote.objects.create(battle=battle, voter=user, shown_at=timezone.now())
+            cast_vote(project=project, voter=user, battle_id=battle.pk,
+                      choice=rng.choices(["a", "b", "tie", "both_bad"], [2, 4, 2, 1])[0])
+        judged = rng.choices(["a", "b", "tie"], [3, 4, 3])[0]
+        JudgeVote.objects.create(battle=battle, judge_model=judge, choice=judged,
+                                 left_first={"a": "A", "b": "B", "tie": "A"}[judged],
+                                 right_first={"a": "B", "b": "A", "tie": "A"}[judged])
+    first = run.battles.get(prompt__prompt_key="k0")
+    BattleVote.objects.create(battle=first, voter=voters[0], shown_at=timezone.now())
+    logged_in(voters[0])
+    page.goto(f"{live_server.url}/projects/{project.pk}/arena/{first.pk}/")
+    shoot(page, "arena")
+    page.keyboard.press("a")
+    page.wait_for_selector("#reveal:not([hidden])")
+    shoot(page, "arena-voted")
+    assert next_battle is not None
+    page.context.clear_cookies()
+    logged_in(project.created_by)
+    page.goto(f"{live_server.url}/projects/{project.pk}/leaderboard/")
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    shoot(page, "leaderboard")
