@@ -7,17 +7,15 @@ shown the same battle twice on either path."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 
 from annotations.errors import DomainError
 from annotations.permissions import LABELLERS, STAFF
 from models_service.evaluation import selectors, voting
 from models_service.evaluation.models import BattleVote
 
-from .access import membership_or_404
+from .access import membership_or_404, project_page
 from .plots import rating_plot
 
 BOOTSTRAP = 1000  # resamples for the page's intervals (the API takes ?bootstrap=)
@@ -28,7 +26,7 @@ def _run_filter(request) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-@login_required
+@project_page(get=LABELLERS)
 def arena(request, project_id: int):
     membership = membership_or_404(request, project_id, LABELLERS)
     project = membership.project
@@ -41,8 +39,7 @@ def arena(request, project_id: int):
     })
 
 
-@login_required
-@require_POST
+@project_page(post=LABELLERS)
 def arena_next(request, project_id: int):
     membership = membership_or_404(request, project_id, LABELLERS)
     run_id = _run_filter(request)
@@ -54,7 +51,7 @@ def arena_next(request, project_id: int):
     return redirect("arena-battle", project_id=project_id, battle_id=shown.battle_id)
 
 
-@login_required
+@project_page(get=LABELLERS)
 def arena_battle(request, project_id: int, battle_id: int):
     membership = membership_or_404(request, project_id, LABELLERS)
     project = membership.project
@@ -78,7 +75,7 @@ def arena_battle(request, project_id: int, battle_id: int):
     })
 
 
-@login_required
+@project_page(get=STAFF)
 def leaderboard(request, project_id: int):
     membership = membership_or_404(request, project_id, STAFF)
     project = membership.project
