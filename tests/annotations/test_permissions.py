@@ -158,7 +158,8 @@ def world(settings, tmp_path):
     report = ingest_report(token=issued.token, report=clean_report({
         "conversation": [{"role": "user", "content": f"{SECRET} hi"}, {"role": "assistant", "content": "bad"}],
         "model_version": "m", "category": "other"})).report
-    eval_set, run, battle = _arena(a, model, shown_to=[members[r] for r in (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR)])
+    eval_set, run, battle = _arena(a, model, shown_to=[members[r] for r in (Role.ADMIN, Role.REVIEWER,
+                                                                            Role.ANNOTATOR)])
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": compared.pk, "lease_id": lease.pk, "submission_id": submission.pk,
            "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
