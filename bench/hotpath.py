@@ -35,6 +35,7 @@ def main() -> int:
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=30, help="pairs before measuring (prepares statements)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the N top functions by cumulative time")
+    p.add_argument("--list-pages", type=int, default=50, help="task-list pages (50 tasks each) and count calls to time")
     p.add_argument("--sql", action="store_true", help="print the statements Django sends for one next and one submit")
     p.add_argument("--keep", action="store_true", help="keep the database")
     args = p.parse_args()
@@ -122,6 +123,21 @@ def run(args) -> int:
     if profiler:
         profiler.disable()
 
+    staff = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}", HTTP_HOST="127.0.0.1")
+    pages = []
+    url = f"{base}/tasks/?page_size=50"
+    for i in range(args.list_pages):
+        t0 = time.process_time()
+        r = staff.get(url)
+        pages.append((time.process_time() - t0) * 1000)
+        assert r.status_code == 200, r.content[:200]
+        url = r.json()["next"] or f"{base}/tasks/?page_size=50"
+    counts = []
+    for _ in range(args.list_pages):
+        t0 = time.process_time()
+        assert staff.get(f"{base}/tasks/counts/").status_code == 200
+        counts.append((time.process_time() - t0) * 1000)
+
     with CaptureQueriesContext(connection) as ctx:
         lease = client.post(f"{base}/next/").json()
     with CaptureQueriesContext(connection) as ctx2:
@@ -137,6 +153,8 @@ def run(args) -> int:
         "next_cpu_ms_p50_p95": [q(nexts, 50), q(nexts, 95)],
         "submit_cpu_ms_p50_p95": [q(submits, 50), q(submits, 95)],
         "wall_ms_per_pair": round(wall * 1000 / args.pairs, 2),
+        "task_page_cpu_ms_p50_p95": [q(pages, 50), q(pages, 95)] if args.list_pages > 1 else None,
+        "task_counts_cpu_ms_p50_p95": [q(counts, 50), q(counts, 95)] if args.list_pages > 1 else None,
         "django_sql_statements": {"next": len(ctx.captured_queries), "submit": len(ctx2.captured_queries)},
         "prepare_threshold": settings.DATABASES["default"].get("OPTIONS", {}).get("prepare_threshold"),
         "critique_on_submit": getattr(settings, "CRITIQUE_ON_SUBMIT", None),

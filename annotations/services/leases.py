@@ -173,8 +173,12 @@ def _lease_postgres(*, project, annotator, now, expires_at, kinds) -> Lease | No
         return None
     lease = Lease(id=row[0], task_id=row[1], project=project, annotator=annotator, status=Lease.Status.ACTIVE,
                   created_at=now, expires_at=expires_at, instruction_version_id=project.current_instructions_id)
-    # A partial task (id, kind, conversation): enough to show it; views load its replies.
-    lease.task = Task(id=row[1], project=project, kind=row[2], conversation=json.loads(row[3]))
+    # The task as the statement returned it (id, kind, conversation): enough to show it. Every other
+    # field is deferred, so code that reads one loads it rather than seeing a default.
+    task = Task.from_db(connection.alias, ["id", "project_id", "kind", "conversation"],
+                        [row[1], project.pk, row[2], json.loads(row[3])])
+    task.project = project
+    lease.task = task
     if "current_instructions" in project._state.fields_cache:
         lease.instruction_version = project.current_instructions  # spares the view a query
     return lease

@@ -96,6 +96,10 @@ def test_a_fresh_lease_brings_its_task_as_stored(project, annotator):
     assert lease.task.pk == task.pk
     assert lease.task.kind == task.kind
     assert lease.task.conversation == conversation
+    task.refresh_from_db()
+    # Fields the statement did not return are loaded on use, never left at their defaults.
+    assert lease.task.lease_count == task.lease_count == 1
+    assert lease.task.content_hash == task.content_hash
 
 
 def test_reclaim_across_projects_is_idempotent(member):
