@@ -44,7 +44,7 @@ WITH candidate AS (
           WHERE l.annotator_id = %(annotator)s AND l.task_id = t.id OFFSET 0)
     ORDER BY random()
     LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED
+    FOR NO KEY UPDATE OF t SKIP LOCKED
 ), bumped AS (
     UPDATE {Task._meta.db_table} t SET lease_count = t.lease_count + 1
     FROM candidate c WHERE t.id = c.id
@@ -75,7 +75,10 @@ def serve_gold(*, project: Project, annotator, now: datetime, expires_at: dateti
         # The same shape as a lease from the normal pool (leases._lease_postgres): nothing differs.
         lease = Lease(id=row[0], task_id=row[1], project=project, annotator=annotator, status=Lease.Status.ACTIVE,
                       created_at=now, expires_at=expires_at, instruction_version_id=project.current_instructions_id)
-        lease.task = Task(id=row[1], project=project, kind=row[2], conversation=json.loads(row[3]))
+        # Fields the statement did not return are deferred (loaded on use), as in leases._lease_postgres.
+        lease.task = Task.from_db(connection.alias, ["id", "project_id", "kind", "conversation"],
+                                  [row[1], project.pk, row[2], json.loads(row[3])])
+        lease.task.project = project
         if "current_instructions" in project._state.fields_cache:
             lease.instruction_version = project.current_instructions
         return lease
