@@ -32,6 +32,14 @@ class SnapshotIn(serializers.Serializer):
     near_duplicates = serializers.BooleanField(required=False)
     near_dup_threshold = serializers.FloatField(min_value=0.5, max_value=1, required=False)
     licence = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    exclude_gold = serializers.BooleanField(required=False, help_text="Leave out work on gold tasks (default true).")
+    completed_only = serializers.BooleanField(
+        required=False, help_text="Only tasks with `overlap` accepted submissions.")
+    exclude_pending_review = serializers.BooleanField(
+        required=False, help_text="Leave out submissions sampled for review and not decided yet.")
+    min_agreement = serializers.FloatField(
+        min_value=-1, max_value=1, required=False, allow_null=True,
+        help_text="DPO: only tasks whose annotators' mean pairwise Kendall tau is at least this.")
 
 
 class SnapshotOut(serializers.ModelSerializer):

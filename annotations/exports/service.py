@@ -18,11 +18,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ..errors import InvalidInput, NotFound
-from ..models import CandidateReply, DatasetSnapshot, Project, Submission, Task, TaskKind
+from ..models import CandidateReply, DatasetSnapshot, Project, Review, Submission, Task, TaskKind
+from ..quality.agreement import task_mean_taus
 from ..services import audit
 from . import datasheet, pairs, split
 from .writers import FormatWriters
@@ -64,18 +66,26 @@ def _when(value, end: bool = False):
 def create_snapshot(*, project: Project, created_by=None, name: str = "", formats=FORMATS,
                     instruction_versions=None, accepted_only: bool = False, exclude_flagged: bool = True,
                     date_from=None, date_to=None, eval_fraction: float = 0.1, near_duplicates: bool = True,
-                    near_dup_threshold: float = 0.9, licence: str = "", seed: str = "") -> DatasetSnapshot:
+                    near_dup_threshold: float = 0.9, licence: str = "", seed: str = "", exclude_gold: bool = True,
+                    completed_only: bool = False, exclude_pending_review: bool = False,
+                    min_agreement: float | None = None) -> DatasetSnapshot:
     formats = list(dict.fromkeys(formats or FORMATS))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise InvalidInput(f"Unknown format(s) {unknown}; choose from {list(FORMATS)}.", field="formats")
     if not 0 <= eval_fraction < 1:
         raise InvalidInput("eval_fraction must be in [0, 1).", field="eval_fraction")
+    if min_agreement is not None and not -1 <= min_agreement <= 1:
+        raise InvalidInput("min_agreement is a Kendall tau, from -1 to 1.", field="min_agreement")
     start, end = _when(date_from), _when(date_to, end=True)
     filters = {
         "instruction_versions": sorted(int(v) for v in instruction_versions) if instruction_versions else None,
         "accepted_only": bool(accepted_only), "exclude_flagged": bool(exclude_flagged),
         "date_from": start.isoformat() if start else None, "date_to": end.isoformat() if end else None,
+        # Quality (annotations.quality): gold work is never training data unless asked for.
+        "exclude_gold": bool(exclude_gold), "completed_only": bool(completed_only),
+        "exclude_pending_review": bool(exclude_pending_review),
+        "min_agreement": None if min_agreement is None else float(min_agreement),
     }
     options = {**DEFAULT_OPTIONS, "eval_fraction": eval_fraction, "near_duplicates": near_duplicates,
                "near_dup_threshold": near_dup_threshold, "licence": licence, "seed": seed}
@@ -108,6 +118,12 @@ def selected_submissions(snapshot: DatasetSnapshot):
         qs = qs.filter(created_at__gte=parse_datetime(f["date_from"]))
     if f.get("date_to"):
         qs = qs.filter(created_at__lte=parse_datetime(f["date_to"]))
+    if f.get("exclude_gold", True):
+        qs = qs.exclude(task__state=Task.State.GOLD)
+    if f.get("completed_only"):
+        qs = qs.filter(task__completed_at__isnull=False)
+    if f.get("exclude_pending_review"):
+        qs = qs.exclude(status=Submission.Status.SUBMITTED, review_required=True)
     return qs.order_by("task_id", "id")
 
 
@@ -124,21 +140,38 @@ class Stats:
         self.sources = Counter()  # "sft:edited_draft", "dpo.chosen:model" ...
         self.tasks = Counter()  # "sft", "dpo" -> distinct tasks
         self.groups = {"near_duplicate_prompts": 0, "near_duplicates": "off"}
+        self.review = Counter()  # exported submissions by review state (see review_state)
+
+
+def review_state(status: str, review_required: bool, fixed: bool) -> str:
+    """How an exported submission stands with review: ``fixed`` (a reviewer corrected it; the
+    correction is exported), ``accepted`` (a reviewer accepted it), ``pending`` (sampled for review,
+    not decided yet) or ``not_sampled`` (not chosen for review; counts as accepted)."""
+    if fixed:
+        return "fixed"
+    if status == Submission.Status.ACCEPTED:
+        return "accepted"
+    return "pending" if review_required else "not_sampled"
 
 
 # --- record sources: plain tuples from server-side cursors ----------------------------------------
 def _demonstrations(qs) -> Iterator[tuple]:
-    rows = qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False).values_list(
+    # A reviewer's fix replaces the annotator's text in the export (the original stays in the database).
+    fix = Review.objects.filter(submission=OuterRef("pk"), decision=Review.Decision.FIX).order_by("-id")
+    rows = qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False).annotate(
+        fixed=Subquery(fix.values("fixed_reply__content")[:1])).values_list(
         "task_id", "task__conversation", "reply_id", "reply__content", "reply__source", "flags", "annotator_id",
-        "instruction_version__number")
+        "instruction_version__number", "id", "status", "review_required", "fixed", "task__completed_at")
     yield from rows.iterator(chunk_size=CHUNK)
 
 
 def _comparisons(qs) -> Iterator[tuple[int, list, list[tuple], dict]]:
-    """(task_id, conversation, [(ranking, flags, annotator, version)], {reply_id: (content, source)})
-    per comparison task, reading tasks in batches so reply texts come in one query per batch."""
+    """(task_id, conversation, [(ranking, flags, annotator, version, id, status, review_required,
+    task completed_at)], {reply_id: (content, source)}) per comparison task, reading tasks in batches
+    so reply texts come in one query per batch."""
     rows = qs.filter(kind=TaskKind.COMPARISON).exclude(ranking=[]).values_list(
-        "task_id", "task__conversation", "ranking", "flags", "annotator_id", "instruction_version__number")
+        "task_id", "task__conversation", "ranking", "flags", "annotator_id", "instruction_version__number", "id",
+        "status", "review_required", "task__completed_at")
     batch: list[tuple] = []
     for task_id, conversation, *rest in rows.iterator(chunk_size=CHUNK):
         if batch and batch[-1][0] == task_id:
@@ -215,7 +248,7 @@ def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
 def _counts(stats: Stats) -> dict:
     return {"records": stats.records, "rows": dict(stats.rows), "tasks": dict(stats.tasks),
             "excluded": dict(stats.excluded), "flags": dict(stats.flags),
-            "annotators": len(stats.annotators), **stats.groups}
+            "annotators": len(stats.annotators), "review": dict(stats.review), **stats.groups}
 
 
 def _group_keys(snapshot: DatasetSnapshot, qs, stats: Stats) -> dict[str, str]:
@@ -243,6 +276,7 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
     eval_fraction = snapshot.options.get("eval_fraction", 0.1)
     seed = snapshot.options.get("seed", "")
     exclude_flagged = snapshot.filters.get("exclude_flagged", True)
+    min_agreement = snapshot.filters.get("min_agreement")
 
     def side(conversation) -> str:
         key = split.prompt_key(conversation)
@@ -259,7 +293,8 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
     if "sft" in snapshot.formats:
         writers = FormatWriters(folder, "sft")
         tasks_seen = set()
-        for task_id, conversation, reply_id, content, source, flags, annotator, version in _demonstrations(qs):
+        for (task_id, conversation, reply_id, content, source, flags, annotator, version, sub_id, status,
+             review_required, fixed, completed_at) in _demonstrations(qs):
             tick()
             for names in (flags or {}).values():
                 stats.flags.update(names)
@@ -267,9 +302,14 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
                 stats.excluded["sft_flagged"] += 1
                 continue
             where = side(conversation)
-            writers.write(where, {"messages": _messages(conversation) + [{"role": "assistant", "content": content}]})
+            review = review_state(status, review_required, fixed is not None)
+            writers.write(where, {"messages": _messages(conversation) + [
+                {"role": "assistant", "content": content if fixed is None else fixed}]},
+                meta={"task_id": task_id, "submission_id": sub_id, "reply_id": reply_id, "annotator_id": annotator,
+                      "instruction_version": version, "review": review, "task_complete": completed_at is not None})
             stats.rows[f"sft.{where}"] += 1
-            stats.sources[f"sft:{source}"] += 1
+            stats.sources[f"sft:{'reviewer_fix' if fixed is not None else source}"] += 1
+            stats.review[review] += 1
             stats.instruction_versions[version] += 1
             stats.annotators[annotator] += 1
             tasks_seen.add(task_id)
@@ -281,7 +321,7 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
         for task_id, conversation, subs, replies in _comparisons(qs):
             tick(len(subs))
             flagged = set()
-            for _ranking, flags, annotator, version in subs:
+            for _ranking, flags, annotator, version, *_quality in subs:
                 for reply, names in (flags or {}).items():
                     stats.flags.update(names)
                     if names:
@@ -290,7 +330,13 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
                 stats.annotators[annotator] += 1
             exclude = flagged if exclude_flagged else set()
             stats.excluded["dpo_flagged_replies"] += len(exclude)
-            found = pairs.pairs_from_rankings([s[0] for s in subs], exclude=exclude)
+            rankings = [s[0] for s in subs]
+            tau = task_mean_taus([(task_id, rankings)])[task_id]
+            if min_agreement is not None and (tau is None or tau < min_agreement):
+                # Too few annotators to measure agreement counts as not agreeing enough.
+                stats.excluded["dpo_tasks_below_min_agreement"] += 1
+                continue
+            found = pairs.pairs_from_rankings(rankings, exclude=exclude)
             found = [(c, r) for c, r in found if c in replies and r in replies]
             if not found:
                 stats.excluded["dpo_tasks_without_pairs"] += 1
@@ -298,10 +344,16 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
             n_tasks += 1
             prompt = _messages(conversation)
             where = side(conversation)
+            reviews = Counter(review_state(s[5], s[6], False) for s in subs)
+            stats.review.update(reviews)
+            meta = {"task_id": task_id, "submission_ids": [s[4] for s in subs], "review": dict(reviews),
+                    "task_complete": subs[0][7] is not None,
+                    "agreement_tau": None if tau is None else round(tau, 4)}
             for chosen, rejected in found:
                 writers.write(where, {"prompt": prompt,
                                       "chosen": [{"role": "assistant", "content": replies[chosen][0]}],
-                                      "rejected": [{"role": "assistant", "content": replies[rejected][0]}]})
+                                      "rejected": [{"role": "assistant", "content": replies[rejected][0]}]},
+                              meta={**meta, "chosen_reply_id": chosen, "rejected_reply_id": rejected})
                 stats.rows[f"dpo.{where}"] += 1
                 stats.sources[f"dpo.chosen:{replies[chosen][1]}"] += 1
                 stats.sources[f"dpo.rejected:{replies[rejected][1]}"] += 1

@@ -75,7 +75,9 @@ class ParquetWriter:
 
 
 class FormatWriters:
-    """train/eval × jsonl/parquet writers of one format (``sft`` or ``dpo``)."""
+    """train/eval × jsonl/parquet writers of one format (``sft`` or ``dpo``), and beside each split a
+    ``<fmt>.<split>.meta.jsonl`` whose line n describes row n (task, submissions, review state,
+    completion, agreement): provenance travels with the data without changing the training schema."""
 
     def __init__(self, folder: Path, fmt: str):
         self.fmt = fmt
@@ -83,10 +85,12 @@ class FormatWriters:
         for split in ("train", "eval"):
             self.writers[(split, "jsonl")] = JsonlWriter(folder / f"{fmt}.{split}.jsonl")
             self.writers[(split, "parquet")] = ParquetWriter(folder / f"{fmt}.{split}.parquet", SCHEMAS[fmt])
+            self.writers[(split, "meta")] = JsonlWriter(folder / f"{fmt}.{split}.meta.jsonl")
 
-    def write(self, split: str, row: dict) -> None:
+    def write(self, split: str, row: dict, meta: dict) -> None:
         self.writers[(split, "jsonl")].write(row)
         self.writers[(split, "parquet")].write(row)
+        self.writers[(split, "meta")].write(meta)
 
     def close(self) -> dict[str, dict]:
         return {w.path.name: w.close() for w in self.writers.values()}
