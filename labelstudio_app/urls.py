@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", include("annotations.api.urls")),
     path("api/", include("models_service.urls")),
     path("api/", include("annotations.exports.urls")),
+    path("api/", include("annotations.quality.urls")),
     path("api/", include("models_service.finetune.urls")),
     path("api/", include("annotations.feedback.urls")),
     path("api/", include("models_service.evaluation.urls")),

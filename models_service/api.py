@@ -136,11 +136,17 @@ class TaskAIRankingView(ProjectScopedView):
 
 
 class AgreementView(ProjectScopedView):
+    """AI-human agreement per model version, with the agreement between people beside it
+    (``annotations.quality.agreement``; the same as ``GET …/quality/agreement/``)."""
+
     roles = {"get": STAFF}
 
     @extend_schema(responses={200: None})
     def get(self, request, project_id):
-        return Response({"ai_human": selectors.ai_human_agreement(project=self.project)})
+        from annotations.quality.agreement import agreement_report
+
+        return Response({"ai_human": selectors.ai_human_agreement(project=self.project),
+                         "human": agreement_report(project=self.project)})
 
 
 class BuildComparisonsView(ProjectScopedView):

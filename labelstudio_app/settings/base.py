@@ -222,7 +222,9 @@ SPECTACULAR_SETTINGS = {
                             "SourceEnum": "annotations.models.CandidateReply.Source",
                             "RedTeamTurnRoleEnum": "annotations.feedback.models.TURN_ROLES",
                             "MessageRoleEnum": "annotations.conversations.ROLE_CHOICES",
-                            "RoleEnum": "annotations.models.Role"},
+                            "RoleEnum": "annotations.models.Role",
+                            "QualityRuleActionEnum": "annotations.quality.models.QualityRule.Action",
+                            "QualityRuleMetricEnum": "annotations.quality.models.QualityRule.Metric"},
 }
 
 # --- product limits -----------------------------------------------------------------------------
