@@ -24,7 +24,7 @@ def set_gold(*, project: Project, task_id: int, created_by, ranking=None, rating
              text: str | None = None, note: str = "", from_submission_id: int | None = None) -> GoldStandard:
     """Make a task gold with this reference, or replace its reference. With ``from_submission_id``
     the reference is copied from that submission (its ranking, ratings, flags or text)."""
-    task = Task.objects.select_for_update().filter(project=project, pk=task_id).first()
+    task = Task.objects.select_for_update(no_key=True).filter(project=project, pk=task_id).first()
     if task is None:
         raise NotFound("No such task in this project.")
     source = None
@@ -76,7 +76,7 @@ def _validated_reference(task: Task, *, ranking, ratings, flags, text) -> dict:
 @transaction.atomic
 def unset_gold(*, project: Project, task_id: int) -> Task:
     """The task goes back to the normal pool; its submissions count again like any others."""
-    task = Task.objects.select_for_update().filter(project=project, pk=task_id).first()
+    task = Task.objects.select_for_update(no_key=True).filter(project=project, pk=task_id).first()
     if task is None or not GoldStandard.objects.filter(task=task).exists():
         raise NotFound("No such gold task in this project.")
     GoldStandard.objects.filter(task=task).delete()  # its scores go with it

@@ -58,7 +58,7 @@ def evaluate_rules(*, project: Project, annotator_id: int, metrics: Iterable[str
     rules = list(rules)
     if not rules:
         return []
-    membership = (Membership.objects.select_for_update(of=("self",)).select_related("user")
+    membership = (Membership.objects.select_for_update(of=("self",), no_key=True).select_related("user")
                   .filter(project=project, user_id=annotator_id).first())
     if membership is None:
         return []
@@ -105,7 +105,7 @@ def create_rule(*, project: Project, created_by, metric: str, threshold: float, 
 
 @transaction.atomic
 def update_rule(*, project: Project, rule_id: int, **changes) -> QualityRule:
-    rule = QualityRule.objects.select_for_update().filter(project=project, pk=rule_id).first()
+    rule = QualityRule.objects.select_for_update(no_key=True).filter(project=project, pk=rule_id).first()
     if rule is None:
         raise NotFound("No such rule in this project.")
     for field in ("metric", "threshold", "min_samples", "window", "action", "active"):
@@ -138,7 +138,7 @@ def delete_rule(*, project: Project, rule_id: int) -> None:
 @transaction.atomic
 def pause_annotator(*, project: Project, user_id: int, reason: str, by=None) -> Membership:
     """An admin stops serving a member by hand (the same switch the rules use)."""
-    membership = Membership.objects.select_for_update(of=("self",)).select_related("user").filter(
+    membership = Membership.objects.select_for_update(of=("self",), no_key=True).select_related("user").filter(
         project=project, user_id=user_id).first()
     if membership is None:
         raise NotFound("No such member.")
@@ -157,7 +157,7 @@ def pause_annotator(*, project: Project, user_id: int, reason: str, by=None) -> 
 @transaction.atomic
 def resume_annotator(*, project: Project, user_id: int, by=None) -> Membership:
     """Serve the member again. Rules from now on look only at work after this moment."""
-    membership = Membership.objects.select_for_update().filter(project=project, user_id=user_id).first()
+    membership = Membership.objects.select_for_update(no_key=True).filter(project=project, user_id=user_id).first()
     if membership is None:
         raise NotFound("No such member.")
     now = timezone.now()

@@ -38,7 +38,7 @@ def ensure_serving(paused_at: datetime | None) -> None:
 _GOLD_SQL = f"""
 WITH candidate AS (
     SELECT t.id FROM {Task._meta.db_table} t
-    WHERE t.project_id = %(project)s AND t.state = 'gold'
+    WHERE t.project_id = %(project)s AND t.state = 'gold' AND (%(kinds)s::text[] IS NULL OR t.kind = ANY(%(kinds)s))
       AND NOT EXISTS (
           SELECT 1 FROM {Lease._meta.db_table} l
           WHERE l.annotator_id = %(annotator)s AND l.task_id = t.id OFFSET 0)
@@ -60,16 +60,18 @@ SELECT l.id, l.task_id, b.kind, b.conversation FROM leased l JOIN bumped b ON b.
 
 
 def serve_gold(*, project: Project, annotator, now: datetime, expires_at: datetime,
-               rng: random.Random | None = None) -> Lease | None:
+               kinds: tuple | None = None, rng: random.Random | None = None) -> Lease | None:
     """A lease on an unseen gold task, or None (not drawn this time, or none left for this
     annotator). Gold tasks are served in random order so that annotators do not all meet the
-    same one first. Must run inside the caller's transaction, after the membership lock."""
+    same one first. ``kinds`` as in ``lease_next_task`` (None: any kind). Must run inside the
+    caller's transaction, after the membership lock."""
     rate = project.gold_rate
     if rate <= 0 or (rate < 1 and (rng or _rng).random() >= rate):
         return None
     if connection.vendor == "postgresql":
         row = prepared.fetchone(_GOLD_SQL, {"project": project.pk, "annotator": annotator.pk, "now": now,
-                                            "expires": expires_at, "instructions": project.current_instructions_id})
+                                            "expires": expires_at, "instructions": project.current_instructions_id,
+                                            "kinds": list(kinds) if kinds else None})
         if row is None:
             return None
         # The same shape as a lease from the normal pool (leases._lease_postgres): nothing differs.
@@ -83,8 +85,10 @@ def serve_gold(*, project: Project, annotator, now: datetime, expires_at: dateti
             lease.instruction_version = project.current_instructions
         return lease
     had = Lease.objects.filter(annotator=annotator, project=project).values("task_id")
-    task = (Task.objects.select_for_update(no_key=True).filter(project=project, state=Task.State.GOLD)
-            .exclude(pk__in=had).order_by("?").first())
+    tasks = Task.objects.select_for_update(no_key=True).filter(project=project, state=Task.State.GOLD)
+    if kinds:
+        tasks = tasks.filter(kind__in=kinds)
+    task = tasks.exclude(pk__in=had).order_by("?").first()
     if task is None:
         return None
     Task.objects.filter(pk=task.pk).update(lease_count=F("lease_count") + 1)

@@ -125,7 +125,7 @@ def _lease_once(*, project: Project, annotator, now: datetime, kinds: tuple | No
         )
     expires_at = now + timedelta(seconds=project.lease_seconds)
     # Quality hook: at the project's gold rate, an unseen gold task first (annotations.quality.serving).
-    gold = serve_gold(project=project, annotator=annotator, now=now, expires_at=expires_at)
+    gold = serve_gold(project=project, annotator=annotator, now=now, expires_at=expires_at, kinds=kinds)
     if gold is not None:
         return gold
     if connection.vendor == "postgresql":

@@ -161,7 +161,12 @@ def world(settings, tmp_path):
         "model_version": "m", "category": "other"})).report
     eval_set, run, battle = _arena(a, model, shown_to=[members[r] for r in (Role.ADMIN, Role.REVIEWER,
                                                                             Role.ANNOTATOR)])
+    from annotations.quality.gold import set_gold
     from annotations.quality.models import Notification, QualityRule
+
+    # The comparison task is also a gold task, so the gold routes find a real object too.
+    set_gold(project=a, task_id=compared.pk, created_by=a.created_by,
+             ranking=[list(compared.replies.values_list("pk", flat=True))], note=f"{SECRET} reference")
 
     rule = QualityRule.objects.create(project=a, metric="gold_accuracy", threshold=0.5)
     notification = Notification.objects.create(project=a, kind="rule_breached", subject=annotator,

@@ -180,3 +180,13 @@ def test_expired_gold_lease_is_reclaimed_without_touching_the_gold_state(project
     task.refresh_from_db()
     assert (task.lease_count, task.state) == (0, Task.State.GOLD)
     assert Submission.objects.count() == 0 and timezone.now()
+
+
+def test_gold_is_served_only_within_the_kinds_asked_for(project, annotator):
+    set_rate(project, gold_rate=1.0)
+    golden = comparison_task(project)
+    a, b, c = ids(golden)
+    gold.set_gold(project=project, task_id=golden.pk, created_by=project.created_by, ranking=[[a, b, c]])
+    demo = TaskFactory(project=project)
+    assert lease_next_task(project=project, annotator=annotator, kinds=["demonstration"]).task_id == demo.pk
+    assert lease_next_task(project=project, annotator=annotator, kinds=["comparison"]).task_id == golden.pk
