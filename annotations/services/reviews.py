@@ -44,8 +44,8 @@ class AlreadyReviewed(DomainError):
 @transaction.atomic
 def review_submission(*, submission_id: int, reviewer, decision: str, reason: str = "",
                       fixed_text: str | None = None) -> Review:
-    submission = Submission.objects.select_for_update(of=("self",), no_key=True).select_related("project", "reply", "task").filter(
-        pk=submission_id).first()
+    submission = (Submission.objects.select_for_update(of=("self",), no_key=True)
+                  .select_related("project", "reply", "task").filter(pk=submission_id).first())
     if submission is None:
         raise NotFound("No such submission.")
     project = submission.project

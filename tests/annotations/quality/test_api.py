@@ -152,6 +152,7 @@ def test_agreement_endpoints_and_bad_parameters(api, project, member):
     assert r.status_code == 400
     rule = admin.post(f"{base}/quality/rules/", {"metric": "acceptance_rate", "threshold": 0.5},
                       format="json").json()
-    assert admin.patch(f"{base}/quality/rules/{rule['id']}/", {"active": False}, format="json").json()["active"] is False
+    patched = admin.patch(f"{base}/quality/rules/{rule['id']}/", {"active": False}, format="json")
+    assert patched.json()["active"] is False
     assert admin.delete(f"{base}/quality/rules/{rule['id']}/").status_code == 204
     assert admin.delete(f"{base}/quality/rules/{rule['id']}/").status_code == 404
