@@ -36,3 +36,8 @@ MODEL_BACKEND = "vllm"
 MODEL_BASE_URL = env.str("TEST_MODEL_BASE_URL", default="http://127.0.0.1:8011/v1")
 MODEL_NAME = env.str("TEST_MODEL_NAME", default="smollm2-135m-instruct")
 MODEL_PATH = ""
+
+# Red-team turns in the model tests: short replies, and room for a CPU server shared by a whole
+# test run (one 64-token reply took 116 s on the 2-core CI machine under load).
+RED_TEAM_MAX_TOKENS = 48
+RED_TEAM_TURN_TIMEOUT = env.int("RED_TEAM_TURN_TIMEOUT", default=240)

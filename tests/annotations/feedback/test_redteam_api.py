@@ -76,7 +76,7 @@ def test_red_team_tasks_are_only_leased_when_asked_for(project, annotator, brief
     assert lease.task_id == brief.pk
 
 
-def test_a_message_stores_the_turn_and_a_pending_model_turn(chat, django_capture_on_commit_callbacks):
+def test_a_message_stores_the_turn_and_a_pending_model_turn(chat, django_capture_on_commit_callbacks, settings):
     client, base, lease_id = chat
     state = client.get(base + "red-team/").json()
     assert state["turns"] == [] and state["session"] is None and state["task"]["goal"].startswith("Get step")
@@ -88,7 +88,7 @@ def test_a_message_stores_the_turn_and_a_pending_model_turn(chat, django_capture
     assert [(t["index"], t["role"], t["status"]) for t in state["turns"]] == [(0, "user", "done"),
                                                                                (1, "assistant", "pending")]
     assert state["waiting_for_model"] is True and state["can_retry"] is False
-    assert state["user_turns_left"] == 11 and state["limits"]["max_tokens"] == 256
+    assert state["user_turns_left"] == 11 and state["limits"]["max_tokens"] == settings.RED_TEAM_MAX_TOKENS
     # No second message while the model has not answered.
     blocked = send(client, base, "Hello?", 2)
     assert blocked.status_code == 409 and blocked.json()["error"] == "model_turn_pending"
