@@ -71,6 +71,8 @@ def label(request, project_id: int, lease_id: int):
         messages.info(request, f"That task is already {lease.status}.")
         return redirect("home")
     task = selectors.task_with_replies(task_id=lease.task_id)
+    if task.kind == TaskKind.RED_TEAM:  # chatting with the model has its own page
+        return redirect("red-team-chat", project_id=project.pk, lease_id=lease.pk)
     replies = list(task.replies.all())
     drafts = [r for r in replies if not r.for_ranking and r.source == CandidateReply.Source.MODEL]
     to_rank = ranking_order(replies, lease.pk)

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 
 from annotations import selectors
 from annotations.errors import DomainError
-from annotations.models import Membership
+from annotations.models import LABELLING_KINDS, Membership
 from annotations.permissions import ADMINS, LABELLERS, STAFF
 from annotations.services import leases
 
@@ -43,10 +43,12 @@ def start_labelling(request, project_id: int):
     a reload, a second tab or a crash never strands work that is autosaved in the browser."""
     membership = membership_or_404(request, project_id, LABELLERS)
     project = membership.project
-    lease = selectors.open_leases(project=project, annotator=request.user).first()
+    # Labelling only: red-team tasks are started from the red-team page.
+    lease = selectors.open_leases(project=project, annotator=request.user).filter(
+        task__kind__in=LABELLING_KINDS).first()
     if lease is None:
         try:
-            lease = leases.lease_next_task(project=project, annotator=request.user)
+            lease = leases.lease_next_task(project=project, annotator=request.user, kinds=LABELLING_KINDS)
         except DomainError as exc:
             messages.error(request, exc.message)
             return redirect("home")

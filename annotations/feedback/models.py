@@ -58,14 +58,14 @@ class MisbehaviourReport(models.Model):
     a red-teamer. Triage turns it into demonstration tasks, dismisses it or marks it a duplicate."""
 
     class Status(models.TextChoices):
-        NEW = "new"
-        TASKS_CREATED = "tasks_created"
-        DISMISSED = "dismissed"
-        DUPLICATE = "duplicate"
+        NEW = "new", "New"
+        TASKS_CREATED = "tasks_created", "Tasks created"
+        DISMISSED = "dismissed", "Dismissed"
+        DUPLICATE = "duplicate", "Duplicate"
 
     class Source(models.TextChoices):
-        DEPLOYMENT = "deployment"
-        RED_TEAM = "red_team"
+        DEPLOYMENT = "deployment", "Deployment"
+        RED_TEAM = "red_team", "Red team"
 
     project = models.ForeignKey("annotations.Project", on_delete=models.CASCADE, related_name="reports")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.DEPLOYMENT)

@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
             name='MisbehaviourReport',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('deployment', 'Deployment'), ('red_team', 'Red Team')], default='deployment', max_length=16)),
+                ('source', models.CharField(choices=[('deployment', 'Deployment'), ('red_team', 'Red team')], default='deployment', max_length=16)),
                 ('conversation', models.JSONField(help_text='[{role, content}] as the application saw it.')),
                 ('bad_turn', models.PositiveIntegerField(help_text='0-based index in conversation of the reply that went wrong.')),
                 ('model_version_name', models.CharField(help_text='The model version the application named.', max_length=200)),
@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
                 ('metadata', models.JSONField(blank=True, default=dict)),
                 ('content_hash', models.CharField(max_length=64)),
                 ('times_reported', models.PositiveIntegerField(default=1)),
-                ('status', models.CharField(choices=[('new', 'New'), ('tasks_created', 'Tasks Created'), ('dismissed', 'Dismissed'), ('duplicate', 'Duplicate')], default='new', max_length=16)),
+                ('status', models.CharField(choices=[('new', 'New'), ('tasks_created', 'Tasks created'), ('dismissed', 'Dismissed'), ('duplicate', 'Duplicate')], default='new', max_length=16)),
                 ('status_reason', models.TextField(blank=True, help_text='Why it was dismissed.')),
                 ('triaged_at', models.DateTimeField(blank=True, null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
