@@ -1,11 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-<<<<<<< HEAD
-from . import evaluation, labelling, review, staff, views
-=======
-from . import feedback, labelling, review, staff, views
->>>>>>> 39aefa2 (Feedback pages: triage queue with filters and a report page (create tasks, dismiss, duplicate), report tokens shown once, red-team page (briefs, sessions, start) and chat that follows the worker's replies through a server-rendered transcript; Start labelling leaves red-team tasks alone; report context on demonstrations; browser tests (real vLLM + worker, triage, attack texts))
+from . import evaluation, feedback, labelling, review, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -24,12 +20,10 @@ urlpatterns = [
     path(P + "audit/", staff.audit_log, name="audit-log"),
     path(P + "imports/", staff.imports, name="imports"),
     path(P + "imports/<int:import_id>/", staff.import_detail, name="import-detail-page"),
-<<<<<<< HEAD
     path(P + "arena/", evaluation.arena, name="arena"),
     path(P + "arena/next/", evaluation.arena_next, name="arena-next"),
     path(P + "arena/<int:battle_id>/", evaluation.arena_battle, name="arena-battle"),
     path(P + "leaderboard/", evaluation.leaderboard, name="leaderboard-page"),
-=======
     path(P + "reports/", feedback.report_queue, name="report-queue"),
     path(P + "reports/<int:report_id>/", feedback.report_detail, name="report-detail-page"),
     path(P + "report-tokens/", feedback.report_tokens, name="report-tokens-page"),
@@ -37,5 +31,4 @@ urlpatterns = [
     path(P + "red-team/start/", feedback.red_team_start, name="red-team-start"),
     path(P + "red-team/<int:lease_id>/", feedback.red_team_chat, name="red-team-chat"),
     path(P + "red-team/<int:lease_id>/transcript/", feedback.red_team_transcript, name="red-team-transcript"),
->>>>>>> 39aefa2 (Feedback pages: triage queue with filters and a report page (create tasks, dismiss, duplicate), report tokens shown once, red-team page (briefs, sessions, start) and chat that follows the worker's replies through a server-rendered transcript; Start labelling leaves red-team tasks alone; report context on demonstrations; browser tests (real vLLM + worker, triage, attack texts))
 ]
