@@ -1,12 +1,11 @@
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from annotations import selectors
+from annotations.api.throttles import login_attempt_allowed
 from annotations.errors import DomainError
 from annotations.models import LABELLING_KINDS, Membership
 from annotations.permissions import ADMINS, LABELLERS, STAFF
@@ -14,8 +13,6 @@ from annotations.services import leases
 
 from .access import membership_or_404, project_page
 from .review import REVIEWERS, returned_rows
-
-LOGIN_ATTEMPTS_PER_MINUTE = 10
 
 
 @login_required
@@ -56,13 +53,10 @@ def start_labelling(request, project_id: int):
 
 
 class ThrottledLoginView(auth_views.LoginView):
-    """Django's login, limited per client address so passwords cannot be guessed at speed."""
+    """Django's login, limited per client address and per account so passwords cannot be guessed
+    at speed (annotations.api.throttles, shared with the token endpoint)."""
 
     def post(self, request, *args, **kwargs):
-        limit = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"].split("/")[0])
-        key = f"login-attempts:{request.META.get('REMOTE_ADDR', '')}"
-        attempts = cache.get_or_set(key, 0, timeout=60)
-        if attempts >= limit:
+        if not login_attempt_allowed(request, request.POST.get("username", "")):
             return HttpResponse("Too many login attempts; wait a minute.", status=429)
-        cache.incr(key)
         return super().post(request, *args, **kwargs)

@@ -10,7 +10,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from .. import selectors
@@ -20,6 +19,7 @@ from ..models import AuditEntry, InstructionVersion, Membership, Project, Submis
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
 from ..services import imports, instructions, leases, projects, reviews, submissions, tokens, url_imports
 from . import serializers as s
+from .throttles import TokenPerAccountThrottle, TokenPerClientThrottle
 
 User = get_user_model()
 
@@ -37,14 +37,27 @@ class ProjectScopedView(APIView):
         method = request.method.lower()
         return "get" if method == "head" else method  # HEAD is GET without the body
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and the project check come first
+        _refuse_relation_lookups(request)
+
+
+def _refuse_relation_lookups(request) -> None:
+    """No query parameter may name a lookup through a relation (``created_by__password``), as a
+    key or as an ordering. Each view allow-lists its own filters and orderings as well; this is the
+    floor that holds for views written later."""
+    for key in request.query_params:
+        values = request.query_params.getlist(key) if key == "ordering" else []
+        if "__" in key or any("__" in value for value in values):
+            raise ValidationError({"detail": f"Query parameter {key!r} is not allowed: no lookups through relations."})
+
 
 # --- auth -----------------------------------------------------------------------------------------
 class TokenView(ObtainAuthToken):
     """POST: exchange a username and password for an API token (rate limited against guessing).
     DELETE: revoke the token the request is authenticated with (log out everywhere)."""
 
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "token"
+    throttle_classes = [TokenPerClientThrottle, TokenPerAccountThrottle]
 
     def get_permissions(self):
         # Anyone may try a password; only an authenticated user can revoke their own token.

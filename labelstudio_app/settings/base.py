@@ -178,6 +178,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# The pages' scripts read the CSRF cookie to send it back as a header (common.js), so it cannot be
+# HttpOnly; SameSite and the token check are what protect it.
+CSRF_COOKIE_SAMESITE = "Lax"
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -189,6 +193,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotations.api.errors.exception_handler",
+    # Proxies in front of us that append to X-Forwarded-For; 0: the client is REMOTE_ADDR and a
+    # forged X-Forwarded-For changes nothing (DRF's default would key throttles on the header).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("THROTTLE_LOGIN", default="10/min"),
         "token": env.str("THROTTLE_TOKEN", default="10/min"),

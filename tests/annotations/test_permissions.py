@@ -304,6 +304,33 @@ def test_members_get_past_the_id_lookups_and_each_role_gets_403_exactly_where_de
                 assert response.status_code in (403, 405), (route, method, role, response.status_code)
 
 
+HOSTILE_QUERIES = ({"ordering": "created_by__password"}, {"ordering": "-annotator__password"},
+                   {"created_by__password__startswith": "md5"}, {"project__memberships__user__password__gt": ""})
+
+
+def test_lookups_through_relations_in_query_parameters_are_refused_everywhere(world):
+    """Every API route a member may read answers 400 to a filter or ordering through a relation
+    (``created_by__password``), whatever the view does with its own parameters; pages ignore
+    unknown parameters. No password hash ever shows up."""
+    members = world["members"]
+    hashes = [u.password for u in members.values()]
+    for route, kind, roles in project_routes():
+        readers = [r for r in (Role.ADMIN, Role.REVIEWER, Role.ENGINEER, Role.ANNOTATOR) if r in roles.get("get", ())]
+        if not readers:
+            continue
+        reader = Role.ANNOTATOR if "lease_id" in params(route) else readers[0]
+        client = as_user(members[reader])
+        path = fill(route, world["ids"], query=False)
+        for query in HOSTILE_QUERIES:
+            response = client.get(path, query)
+            body = response.content.decode(errors="replace") if not response.streaming else ""
+            assert not any(h in body for h in hashes), (route, query)
+            if kind == "api":
+                assert response.status_code == 400, (route, query, response.status_code)
+            else:
+                assert response.status_code in (200, 302), (route, query, response.status_code)
+
+
 def test_the_django_admin_is_for_staff_only(world):
     """Every admin page of every registered model, with A's objects, sends a non-staff member
     (A's own admin included) to the admin login."""

@@ -73,3 +73,63 @@ def test_without_postgres_and_redis_dev_falls_back_to_sqlite_and_a_filesystem_br
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+PROD_REQUESTS = r"""
+import json
+from django.conf import settings
+from django.test import Client
+from django.test.utils import override_settings
+
+# No collectstatic here: plain static file names instead of the production manifest.
+override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
+host = {"HTTP_HOST": "labels.example.org"}
+client = Client()
+plain = client.get("/accounts/login/", **host)
+page = client.get("/accounts/login/", secure=True, **host)
+login = client.post("/accounts/login/", {"username": "prod-user", "password": "pw-for-tests-only"}, secure=True, **host)
+def cookie(response, name):
+    morsel = response.cookies[name]
+    return {"secure": bool(morsel["secure"]), "httponly": bool(morsel["httponly"]), "samesite": morsel["samesite"],
+            "path": morsel["path"], "domain": morsel["domain"]}
+print(json.dumps({
+    "plain": [plain.status_code, plain.headers.get("Location")],
+    "hsts": page.headers.get("Strict-Transport-Security"),
+    "csrf": cookie(page, "csrftoken"),
+    "login": login.status_code,
+    "session": cookie(login, "__Host-sessionid"),
+    "csp": page.headers.get("Content-Security-Policy"),
+}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_production_cookies_and_hsts_on_real_responses(django_user_model):
+    """A login under the production settings, through the full middleware stack: plain http is
+    sent to https; HSTS with subdomains and preload; the session cookie is __Host-, Secure,
+    HttpOnly, SameSite=Lax; the CSRF cookie Secure and SameSite=Lax."""
+    import json
+
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.processes import database_url
+
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # Production checks passwords with its own hashers (the test settings' MD5 is not among them).
+    django_user_model.objects.create(username="prod-user", password=PBKDF2PasswordHasher().encode(
+        "pw-for-tests-only", "salt4prodtest", iterations=1000))
+    result = run(["manage.py", "shell", "-c", PROD_REQUESTS],
+                 {"DJANGO_SETTINGS_MODULE": "labelstudio_app.settings.prod", "SECRET_KEY": GOOD_KEY,
+                  "ALLOWED_HOSTS": "labels.example.org", "DATABASE_URL": database_url(connection.settings_dict),
+                  "REDIS_URL": settings.REDIS_URL})
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["plain"] == [301, "https://labels.example.org/accounts/login/"]
+    assert seen["hsts"] == "max-age=31536000; includeSubDomains; preload"
+    assert seen["login"] == 302
+    assert seen["session"] == {"secure": True, "httponly": True, "samesite": "Lax", "path": "/", "domain": ""}
+    assert seen["csrf"]["secure"] and seen["csrf"]["samesite"] == "Lax"
+    assert "script-src 'self'" in seen["csp"] and "img-src 'self' data:" in seen["csp"]
