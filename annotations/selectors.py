@@ -127,7 +127,7 @@ def returned_to_me(*, project: Project, annotator) -> QuerySet[Review]:
     """Rejections of my work with the reviewers' reasons, newest first."""
     return (Review.objects.filter(submission__project=project, submission__annotator=annotator,
                                   decision=Review.Decision.REJECT)
-            .select_related("submission", "submission__task", "reviewer").order_by("-id"))
+            .select_related("submission", "submission__task", "submission__lease", "reviewer").order_by("-id"))
 
 
 def audit_entries(*, project: Project, action: str | None = None) -> QuerySet[AuditEntry]:

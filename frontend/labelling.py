@@ -15,7 +15,15 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from annotations import selectors
-from annotations.models import FLAG_CHOICES, RATING_CRITERIA, CandidateReply, InstructionVersion, Lease, TaskKind
+from annotations.models import (
+    FLAG_CHOICES,
+    RATING_CRITERIA,
+    CandidateReply,
+    InstructionVersion,
+    Lease,
+    Submission,
+    TaskKind,
+)
 from annotations.permissions import ALL_ROLES, LABELLERS
 
 from .access import membership_or_404, project_page
@@ -95,9 +103,23 @@ def label(request, project_id: int, lease_id: int):
         "scores": range(1, 8),
         "skip_reasons": SKIP_REASONS,
         "api_base": f"/api/projects/{project.pk}/leases/{lease.pk}/",
+        "returned": returned_work(lease, {r.pk: letters[i % 26] for i, r in enumerate(to_rank)}),
         **instruction_context(project=project, user=request.user, base_version=lease.instruction_version),
     }
     return render(request, "frontend/label.html", context)
+
+
+def returned_work(lease, letter_of: dict[int, str]) -> dict | None:
+    """When a reviewer returned this task to redo (project.on_reject = "return"): their reason and
+    what was sent before, shown above the work so the redo can answer the reason."""
+    rejected = (Submission.objects.filter(lease=lease, status=Submission.Status.REJECTED)
+                .select_related("reply").order_by("-id").first())
+    if rejected is None:
+        return None
+    review = rejected.reviews.select_related("reviewer").order_by("-id").first()
+    summary = " > ".join(" = ".join(letter_of.get(int(rid), "?") for rid in group) for group in (rejected.ranking or []))
+    return {"reason": review.reason if review else "", "reviewer": review.reviewer.username if review else "",
+            "text": rejected.reply.content if rejected.reply_id else "", "ranking": summary}
 
 
 @project_page(post=ALL_ROLES)

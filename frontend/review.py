@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 
 from annotations import selectors
 from annotations.errors import DomainError, InvalidInput
-from annotations.models import FLAG_CHOICES, RATING_CRITERIA, Role, TaskKind
+from annotations.models import FLAG_CHOICES, RATING_CRITERIA, Lease, Role, TaskKind
 from annotations.services import reviews as review_service
 from models_service import selectors as model_selectors
 
@@ -139,5 +139,8 @@ def returned_rows(*, project, annotator, limit: int = 10) -> list[dict]:
         conversation = review.submission.task.conversation or []
         prompt = next((str(m.get("content", "")) for m in reversed(conversation)
                        if isinstance(m, dict) and m.get("role") == "user"), "")
-        rows.append({"review": review, "prompt": prompt})
+        # Returned to redo (project.on_reject = "return"): the lease is open again and still theirs.
+        lease = review.submission.lease
+        redo = lease.pk if lease.status == Lease.Status.ACTIVE else None
+        rows.append({"review": review, "prompt": prompt, "redo_lease": redo})
     return rows

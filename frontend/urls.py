@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import evaluation, feedback, labelling, review, staff, views
+from . import evaluation, feedback, labelling, quality, review, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -14,6 +14,9 @@ urlpatterns = [
     path(P + "instructions/ack/", labelling.acknowledge_instructions, name="instructions-ack"),
     path(P + "submissions/", staff.submission_list, name="submissions"),
     path(P + "review/", review.review, name="review"),
+    path(P + "quality/", quality.quality, name="quality"),
+    path(P + "quality/annotators/<int:user_id>/", quality.annotator, name="quality-annotator-page"),
+    path(P + "gold/", quality.gold_page, name="gold"),
     path(P + "jobs/", staff.model_jobs, name="model-jobs-page"),
     path(P + "instructions/", staff.instructions_editor, name="instructions"),
     path(P + "settings/", staff.project_settings, name="project-settings"),

@@ -8,6 +8,7 @@ from annotations import selectors
 from annotations.api.throttles import login_attempt_allowed
 from annotations.errors import DomainError
 from annotations.models import LABELLING_KINDS, Membership
+from annotations.quality.models import Notification
 from annotations.permissions import ADMINS, LABELLERS, STAFF
 from annotations.services import leases
 
@@ -30,6 +31,10 @@ def home(request):
             "is_admin": role in ADMINS,
             "can_review": role in REVIEWERS,
             "returned": returned_rows(project=project, annotator=request.user) if role in LABELLERS else [],
+            # Stopped by a quality rule or an admin: "next" answers with the reason, so say it here first.
+            "paused": memberships[project.pk].paused_at is not None,
+            "unread_notes": (Notification.objects.filter(project=project, read_at__isnull=True).count()
+                             if role in ADMINS else 0),
         })
     return render(request, "frontend/home.html", {"rows": rows})
 

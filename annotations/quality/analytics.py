@@ -38,7 +38,7 @@ class Median(Aggregate):
 
 def annotator_analytics(*, project: Project, days: int = 7, annotator_id: int | None = None,
                         peers: dict[int, dict] | None = None, now=None) -> list[dict]:
-    """One row per member who labels or has submitted, sorted by username. ``peers`` is the
+    """One row per annotator and per other member who has submitted, sorted by username. ``peers`` is the
     ``by_annotator`` part of an agreement report, keyed by annotator id (optional: it costs a pass
     over the project's rankings)."""
     now = now or timezone.now()
@@ -79,7 +79,8 @@ def annotator_analytics(*, project: Project, days: int = 7, annotator_id: int | 
     out = []
     for m in members:
         row = rows.get(m.user_id)
-        if row is None and m.role not in ("annotator", "reviewer", "admin"):
+        # Everyone who submitted; of those who have not, the annotators (reviewers and admins may label).
+        if row is None and m.role != "annotator" and annotator_id is None:
             continue
         row = row or {"submissions": 0, "recent": 0, "time_ms": 0, "accepted": 0, "rejected": 0, "pending_review": 0,
                       "demonstrations": 0, "comparisons": 0, "median_time_ms": None}

@@ -215,3 +215,68 @@ def test_arena_screenshots(page, live_server, logged_in):
     page.goto(f"{live_server.url}/projects/{project.pk}/leaderboard/")
     page.set_viewport_size({"width": 1280, "height": 1300})
     shoot(page, "leaderboard")
+
+
+def test_quality_screenshots(page, live_server, logged_in):
+    """The quality page (annotators, agreement, rules, a paused annotator and the admin's
+    notification), one annotator's detail, and the gold page with a reference."""
+    import random
+
+    from annotations.models import Project, Task
+    from annotations.quality import gold, rules
+    from annotations.services import reviews
+
+    rng = random.Random(5)
+    admin = UserFactory(username="maria")
+    project = ProjectFactory(name="Support assistant · SFT round 3", created_by=admin, instructions=INSTRUCTIONS_V1)
+    Project.objects.filter(pk=project.pk).update(overlap=3, review_rate=0.3, review_new_until=3, gold_rate=0.1)
+    project.refresh_from_db()
+    reviewer = UserFactory(username="lee")
+    MembershipFactory(project=project, user=reviewer, role=Role.REVIEWER)
+    people = {}
+    skills = {"sam": 0.9, "ana": 0.8, "kim": 0.7, "raj": 0.15}
+    for name in skills:
+        people[name] = UserFactory(username=name)
+        MembershipFactory(project=project, user=people[name], role=Role.ANNOTATOR)
+    rules.create_rule(project=project, created_by=admin, metric="gold_accuracy", threshold=0.6, min_samples=3,
+                      window=20)
+    rules.create_rule(project=project, created_by=admin, metric="acceptance_rate", threshold=0.5, min_samples=5,
+                      window=20, action="notify")
+    golden = [comparison_task(project, replies=REPLIES,
+                              conversation=[{"role": "user", "content": f"{PROMPT} ({i})"}])[0] for i in range(4)]
+    for task in golden:
+        ids = sorted(task.replies.values_list("pk", flat=True))
+        gold.set_gold(project=project, task_id=task.pk, created_by=admin,
+                      ranking=[[ids[1]], [ids[0]], [ids[3]], [ids[2]]],
+                      note="B explains the status; C asks for card data.")
+    for i in range(8):
+        comparison_task(project, replies=REPLIES, conversation=[{"role": "user", "content": f"{PROMPT} [{i}]"}])
+    for name, person in people.items():
+        Project.objects.filter(pk=project.pk).update(gold_rate=1.0 if name != "kim" else 0.5)
+        project.refresh_from_db()
+        for n in range(6):
+            try:
+                lease = leases.lease_next_task(project=project, annotator=person)
+            except Exception:
+                break
+            task = Task.objects.get(pk=lease.task_id)
+            ids = sorted(task.replies.values_list("pk", flat=True))
+            best = [[ids[1]], [ids[0]], [ids[3]], [ids[2]]]
+            ranking = best if rng.random() < skills[name] else [[i] for i in rng.sample(ids, len(ids))]
+            if rng.random() < 0.3:
+                ranking = [ranking[0] + ranking[1]] + ranking[2:]
+            submissions.submit_ranking(lease_id=lease.pk, annotator=person, idempotency_key=f"q-{name}-{n}",
+                                       ranking=ranking, time_spent_ms=rng.randint(25_000, 140_000),
+                                       ratings={str(ids[1]): {"helpful": rng.randint(5, 7), "truthful": 7}})
+    for sub in Submission.objects.filter(project=project, review_required=True, status="submitted")[:6]:
+        decision = "reject" if sub.annotator.username == "raj" else "accept"
+        reviews.review_submission(submission_id=sub.pk, reviewer=reviewer, decision=decision,
+                                  reason="Ranks the unsafe reply above a helpful one." if decision == "reject" else "")
+    logged_in(admin)
+    page.goto(f"{live_server.url}/projects/{project.pk}/quality/")
+    page.set_viewport_size({"width": 1280, "height": 1250})
+    shoot(page, "quality")
+    page.goto(f"{live_server.url}/projects/{project.pk}/quality/annotators/{people['raj'].pk}/")
+    shoot(page, "quality-annotator")
+    page.goto(f"{live_server.url}/projects/{project.pk}/gold/?task={golden[0].pk}")
+    shoot(page, "gold")
