@@ -27,6 +27,8 @@ def set_gold(*, project: Project, task_id: int, created_by, ranking=None, rating
     task = Task.objects.select_for_update(no_key=True).filter(project=project, pk=task_id).first()
     if task is None:
         raise NotFound("No such task in this project.")
+    if task.kind not in (TaskKind.DEMONSTRATION, TaskKind.COMPARISON):
+        raise InvalidInput("Only demonstrations and comparisons can be gold tasks.", field="task")
     source = None
     if from_submission_id is not None:
         source = Submission.objects.select_related("reply").filter(project=project, task=task,
