@@ -43,7 +43,7 @@ def submission_list(request, project_id: int):
         filters["kind"] = kind
     if status in Submission.Status.values:
         filters["status"] = status
-    subs = subs.filter(**filters).select_related("annotator").order_by("-id")
+    subs = subs.filter(**filters).select_related("annotator", "red_team_session").order_by("-id")
     page = Paginator(subs, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "frontend/submissions.html", {
         "project": project, "membership": membership, "page": page, "kind": kind, "status": status,

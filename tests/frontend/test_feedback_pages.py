@@ -154,3 +154,14 @@ def test_feedback_pages_carry_no_inline_script_or_style(client, project, admin_u
             for chunk in body.split("<script")[1:]:
                 assert chunk.split(">")[0].strip().startswith("src="), (path, chunk[:80])
             assert " style=" not in body and "<style" not in body, path
+
+
+def test_red_team_submissions_read_as_outcomes_in_the_submissions_list(client, project, admin_user, annotator):
+    from annotations.feedback.redteam import submit_red_team
+
+    create_brief(project=project, goal="x", category="other")
+    lease = leases.lease_next_task(project=project, annotator=annotator, kinds=[TaskKind.RED_TEAM])
+    submit_red_team(lease_id=lease.pk, annotator=annotator, idempotency_key="k", outcome="failed", note="held up")
+    client.force_login(admin_user)
+    body = client.get(f"/projects/{project.pk}/submissions/").content.decode()
+    assert "the model held" in body and "held up" in body
