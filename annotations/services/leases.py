@@ -59,6 +59,7 @@ def lease_next_task(*, project: Project, annotator, now: datetime | None = None,
     if project.current_instructions_id is None:
         raise NoInstructions("This project has no published instructions yet; nothing can be labelled.")
     reclaimed = False
+    deadline = time.monotonic() + LOCKED_WAIT_S
     for attempt in range(MAX_ATTEMPTS):
         lease = _lease_once(project=project, annotator=annotator, now=now, kinds=kinds)
         if lease is not None:
@@ -74,11 +75,16 @@ def lease_next_task(*, project: Project, annotator, now: datetime | None = None,
         # have a free slot once they commit. Answer "no task" only when none is left at all.
         if not _open_task_left_for(project=project, annotator=annotator, kinds=kinds):
             break
-        time.sleep(0.002 * (attempt + 1))
+        # Bounded by time, not by tries: on a loaded machine the holders' commits can take far
+        # longer than a fixed handful of short sleeps (a test saw a false "no task" that way).
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(0.002 * (attempt + 1), 0.05))
     raise NoTaskAvailable("No task is waiting for you in this project right now.")
 
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 200
+LOCKED_WAIT_S = 2.0  # longest wait for other requests' locks on the last free tasks
 
 
 def _open_task_left_for(*, project: Project, annotator, kinds: tuple | None) -> bool:
