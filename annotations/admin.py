@@ -180,3 +180,25 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 from .feedback import admin as feedback_admin  # noqa: E402,F401  (registers its models)
+
+
+@admin.register(m.DataScan)
+class DataScanAdmin(ReadOnlyAfterCreate):
+    list_display = ["id", "project", "import_batch", "snapshot", "status", "items", "created_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["project", "import_batch", "snapshot"]
+
+
+@admin.register(m.DataFinding)
+class DataFindingAdmin(ReadOnlyAfterCreate):
+    list_display = ["id", "project", "kind", "title", "score", "item_count", "excluded_at"]
+    list_filter = ["kind"]
+    raw_id_fields = ["scan", "project", "excluded_by"]
+
+
+@admin.register(m.TaskExclusion)
+class TaskExclusionAdmin(ReadOnlyAfterCreate):
+    # The audit trail of exclusions: rows are added (by the exclude endpoint or here), never edited.
+    list_display = ["id", "project", "task", "finding", "reason", "created_by", "created_at"]
+    raw_id_fields = ["project", "task", "finding", "created_by"]
+    show_full_result_count = False

@@ -510,3 +510,86 @@ from .feedback.models import (  # noqa: E402,F401
     ReportTask,
     ReportToken,
 )
+
+
+class DataScan(models.Model):
+    """One screening of an import batch or of a snapshot's data for data attacks
+    (``annotations.screening``). At most one per batch and one per snapshot."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scans")
+    import_batch = models.OneToOneField(ImportBatch, null=True, blank=True, on_delete=models.CASCADE,
+                                        related_name="scan")
+    snapshot = models.OneToOneField(DatasetSnapshot, null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name="scan")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    items = models.PositiveIntegerField(default=0, help_text="Tasks read.")
+    stats = models.JSONField(default=dict, blank=True, help_text="Per detector: seconds and what it counted.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(import_batch__isnull=True) ^ Q(snapshot__isnull=True),
+                                   name="scan_has_one_source"),
+        ]
+
+    def __str__(self) -> str:
+        source = f"import {self.import_batch_id}" if self.import_batch_id else f"snapshot {self.snapshot_id}"
+        return f"scan of {source} ({self.status})"
+
+
+class DataFinding(models.Model):
+    """Something a scan found, with the tasks it concerns and the evidence for it."""
+
+    class Kind(models.TextChoices):
+        TRIGGER = "trigger_phrase", "Trigger phrase"
+        ENCODED = "encoded_payload", "Encoded payload"
+        HIDDEN = "hidden_text", "Hidden text"
+        SUFFIX = "gibberish_suffix", "Gibberish suffix"
+        FLOOD = "near_duplicate_flood", "Near-duplicate flood"
+
+    scan = models.ForeignKey(DataScan, on_delete=models.CASCADE, related_name="findings")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="findings")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    title = models.CharField(max_length=300)
+    score = models.FloatField(help_text="Higher is more certain / more serious; comparable within a kind.")
+    evidence = models.JSONField(default=dict, blank=True)
+    task_ids = models.JSONField(default=list, blank=True, help_text="The tasks it concerns.")
+    item_count = models.PositiveIntegerField(default=0)
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    excluded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scan", "-score", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TaskExclusion(models.Model):
+    """A task kept out of every snapshot built from now on, who decided it and why. Rows are the
+    audit trail: they are added, never edited."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exclusions")
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="exclusion")
+    finding = models.ForeignKey(DataFinding, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="exclusions")
+    reason = models.CharField(max_length=300)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} excluded ({self.reason})"

@@ -20,3 +20,4 @@ def expire_leases() -> int:
 def compact_task_counts() -> int:
     return task_counts.compact()
 from .exports.tasks import build_snapshot_task  # noqa: E402,F401  (Celery autodiscovery)
+from .screening.tasks import scan_import_task  # noqa: E402,F401

@@ -203,9 +203,19 @@ def import_detail(request, project_id: int, import_id: int):
     if batch is None:
         raise Http404("No such import.")
     progress = cache.get(import_service.progress_key(batch.pk))
+    from annotations.models import DataScan
+
+    from .screening import findings_context
+
+    scan = DataScan.objects.filter(import_batch=batch).first()
     return render(request, "frontend/import_detail.html", {
         "project": project, "membership": membership, "batch": batch, "progress_rows": progress,
         "finished": batch.status in (ImportBatch.Status.DONE, ImportBatch.Status.FAILED),
+        # The scan is queued when the import commits: its row may not exist yet.
+        "scan_pending": settings.SCREENING_ON_IMPORT and batch.status == ImportBatch.Status.DONE
+        and batch.tasks_created > 0 and (scan is None or scan.status in (DataScan.Status.PENDING,
+                                                                           DataScan.Status.RUNNING)),
+        **findings_context(project=project, membership=membership, scans=[scan] if scan else []),
     })
 
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import evaluation, feedback, labelling, quality, review, staff, views
+from . import evaluation, feedback, labelling, quality, review, screening, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -34,4 +34,6 @@ urlpatterns = [
     path(P + "red-team/start/", feedback.red_team_start, name="red-team-start"),
     path(P + "red-team/<int:lease_id>/", feedback.red_team_chat, name="red-team-chat"),
     path(P + "red-team/<int:lease_id>/transcript/", feedback.red_team_transcript, name="red-team-transcript"),
+    path(P + "screening/", screening.screening, name="screening"),
+    path(P + "screening/findings/<int:finding_id>/exclude/", screening.exclude_finding, name="finding-exclude"),
 ]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("models_service.urls")),
     path("api/", include("annotations.exports.urls")),
     path("api/", include("annotations.quality.urls")),
+    path("api/", include("annotations.screening.urls")),
     path("api/", include("models_service.finetune.urls")),
     path("api/", include("annotations.feedback.urls")),
     path("api/", include("models_service.evaluation.urls")),

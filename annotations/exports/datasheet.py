@@ -7,7 +7,7 @@ from pathlib import Path
 FILES = ("datasheet.json", "datasheet.md")
 
 
-def build(*, snapshot, stats, files: dict, seconds: float) -> dict:
+def build(*, snapshot, stats, files: dict, seconds: float, screening: dict | None = None) -> dict:
     from .service import annotator_names
 
     names = annotator_names(stats.annotators)
@@ -41,8 +41,24 @@ def build(*, snapshot, stats, files: dict, seconds: float) -> dict:
         "split": {"eval_fraction": snapshot.options.get("eval_fraction"),
                   "grouping": "exact prompt (normalised SHA-256) + " + str(stats.groups["near_duplicates"])},
         "files": files,
+        "screening": screening or {"status": "not run"},
         "build_seconds": round(seconds, 2),
     }
+
+
+def _screening_lines(screening: dict) -> list[str]:
+    """Findings of the scan for data attacks; their ids are what the exclude endpoint takes."""
+    if screening.get("status") != "done":
+        return [f"Scan {screening.get('status', 'not run')}. {screening.get('error', '')}".rstrip()]
+    lines = [f"Scanned {screening['items']} tasks for trigger phrases, encoded payloads, gibberish suffixes and "
+             "near-duplicate floods."]
+    if not screening["findings"]:
+        return [*lines, "", "No findings."]
+    lines += ["", "| finding | kind | score | tasks | exclude with |", "|---|---|---|---|---|"]
+    for f in screening["findings"]:
+        title = f["title"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {f['id']}: {title} | {f['kind']} | {f['score']} | {f['items']} | `POST {f['exclude']}` |")
+    return lines
 
 
 def write(folder: Path, sheet: dict) -> None:
@@ -91,6 +107,10 @@ def write(folder: Path, sheet: dict) -> None:
         "## Model-draft share",
         "",
         *(f"- {k}: {v:.1%}" for k, v in sheet["model_draft_share"].items()),
+        "",
+        "## Data screening",
+        "",
+        *_screening_lines(sheet.get("screening") or {}),
         "",
         "## Files",
         "",

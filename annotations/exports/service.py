@@ -107,9 +107,13 @@ def record_download(*, snapshot: DatasetSnapshot, file_name: str, actor) -> None
                      details={"file": file_name, "sha256": (snapshot.files.get(file_name) or {}).get("sha256")})
 
 
-def selected_submissions(snapshot: DatasetSnapshot):
+def selected_submissions(snapshot: DatasetSnapshot, *, screened: bool = True):
+    """The submissions a snapshot exports: its filters, minus tasks excluded by screening
+    (``TaskExclusion``) unless ``screened`` is False."""
     f = snapshot.filters
     qs = Submission.objects.filter(project_id=snapshot.project_id)
+    if screened:
+        qs = qs.filter(task__exclusion__isnull=True)
     qs = qs.filter(status=Submission.Status.ACCEPTED) if f.get("accepted_only") else qs.exclude(
         status=Submission.Status.REJECTED)
     if f.get("instruction_versions"):
@@ -185,6 +189,11 @@ def _comparisons(qs) -> Iterator[tuple[int, list, list[tuple], dict]]:
         yield from _with_replies(batch)
 
 
+# Public names for other readers of the same records (annotations.screening).
+demonstration_records = _demonstrations
+comparison_records = _comparisons
+
+
 def _with_replies(batch):
     replies: dict[int, dict] = {}
     for reply_id, task_id, content, source in CandidateReply.objects.filter(
@@ -223,7 +232,8 @@ def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
         snapshot.refresh_from_db()
         snapshot.content_sha256 = content.hexdigest()
         snapshot.counts = _counts(stats)
-        sheet = datasheet.build(snapshot=snapshot, stats=stats, files=files, seconds=time.monotonic() - started)
+        sheet = datasheet.build(snapshot=snapshot, stats=stats, files=files, seconds=time.monotonic() - started,
+                                screening=_screen(snapshot))
         datasheet.write(work, sheet)
         files.update({name: {"bytes": (work / name).stat().st_size} for name in datasheet.FILES})
         if final.exists():
@@ -243,6 +253,16 @@ def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
     snapshot.finished_at = timezone.now()
     snapshot.save()
     return snapshot
+
+
+def _screen(snapshot: DatasetSnapshot) -> dict:
+    """Screen the snapshot's data for data attacks (the datasheet lists the findings). A scan that
+    fails says so on the datasheet; it never fails the snapshot."""
+    if not getattr(settings, "SCREENING_ON_SNAPSHOT", True):
+        return {"status": "off (SCREENING_ON_SNAPSHOT)"}
+    from ..screening.service import scan_snapshot, summary
+
+    return summary(scan_snapshot(snapshot=snapshot))
 
 
 def _counts(stats: Stats) -> dict:
@@ -272,6 +292,9 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
     qs = selected_submissions(snapshot)
     stats = Stats()
     total = max(qs.count(), 1)
+    screened_out = selected_submissions(snapshot, screened=False).filter(task__exclusion__isnull=False).count()
+    if screened_out:
+        stats.excluded["screening_exclusions"] = screened_out
     groups = _group_keys(snapshot, qs, stats)
     eval_fraction = snapshot.options.get("eval_fraction", 0.1)
     seed = snapshot.options.get("seed", "")

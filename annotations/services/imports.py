@@ -170,6 +170,10 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
     cache.delete(progress_key(batch.pk))
     if batch.status == ImportBatch.Status.DONE and batch.tasks_created:
         transaction.on_commit(lambda: import_finished.send(sender=ImportBatch, batch_id=batch.pk))
+        if settings.SCREENING_ON_IMPORT:
+            from ..screening.tasks import scan_import_task
+
+            transaction.on_commit(lambda: scan_import_task.delay(batch.pk))
     return batch
 
 

@@ -247,6 +247,12 @@ IMPORT_URL_MAX_REDIRECTS = env.int("IMPORT_URL_MAX_REDIRECTS", default=5)
 IMPORT_URL_PORTS = [int(p) for p in env.list("IMPORT_URL_PORTS", default=["80", "443", "8080", "8443"])]
 IMPORT_URL_ALLOW_NETWORKS = env.list("IMPORT_URL_ALLOW_NETWORKS", default=[])
 LEASE_RECLAIM_BATCH = env.int("LEASE_RECLAIM_BATCH", default=500)
+# Data-attack screening (annotations.screening): after every import, while building every snapshot.
+SCREENING_ON_IMPORT = env.bool("SCREENING_ON_IMPORT", default=True)
+SCREENING_ON_SNAPSHOT = env.bool("SCREENING_ON_SNAPSHOT", default=True)
+# Tasks one scan reads at most (bench/screening.py: ~100k items in well under a minute); beyond it
+# the scan covers the first ones and says so.
+SCREENING_MAX_ITEMS = env.int("SCREENING_MAX_ITEMS", default=200_000)
 
 # --- deployment feedback and red-teaming (annotations/feedback, models_service/redteam.py) -------
 FEEDBACK_MAX_BODY_BYTES = env.int("FEEDBACK_MAX_BODY_BYTES", default=2 * 1024 * 1024)

@@ -55,7 +55,7 @@ OPEN_ROUTES = {
 # URL parameter -> which object of project A fills it.
 ID_KEYS = ("project_id", "task_id", "lease_id", "submission_id", "import_id", "number", "user_id", "job_id",
            "snapshot_id", "finetune_id", "report_id", "token_id", "eval_set_id", "eval_run_id", "battle_id",
-           "rule_id", "notification_id")
+           "rule_id", "notification_id", "finding_id")
 # Parameters that are not global ids but numbers inside the project named in the URL (B has its own
 # instructions v1), so asking B's URL for "number 1" is not a foreign object.
 PROJECT_LOCAL = {"number"}
@@ -171,12 +171,18 @@ def world(settings, tmp_path):
     rule = QualityRule.objects.create(project=a, metric="gold_accuracy", threshold=0.5)
     notification = Notification.objects.create(project=a, kind="rule_breached", subject=annotator,
                                                message=f"{SECRET} fell below the bar")
+    from annotations.models import DataFinding, DataScan
+
+    scan = DataScan.objects.create(project=a, import_batch=batch, status="done")
+    finding = DataFinding.objects.create(scan=scan, project=a, kind="encoded_payload", title=f"{SECRET} payload",
+                                         score=1, task_ids=[compared.pk], item_count=1,
+                                         evidence={"examples": [{"task_id": compared.pk, "decoded": SECRET}]})
     b = ProjectFactory()
     ids = {"project_id": a.pk, "task_id": compared.pk, "lease_id": lease.pk, "submission_id": submission.pk,
            "import_id": batch.pk, "number": 1, "user_id": annotator.pk, "job_id": job.pk,
            "snapshot_id": snapshot.pk, "finetune_id": finetune.pk, "report_id": report.pk,
            "token_id": issued.token.pk, "eval_set_id": eval_set.pk, "eval_run_id": run.pk, "battle_id": battle.pk,
-           "rule_id": rule.pk, "notification_id": notification.pk}
+           "rule_id": rule.pk, "notification_id": notification.pk, "finding_id": finding.pk}
     return {"a": a, "b": b, "ids": ids, "members": members, "outsider": UserFactory()}
 
 

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotations.models import ImportBatch, InstructionVersion, Lease, Membership, Project, Role
+from annotations.models import DataFinding, DataScan, ImportBatch, InstructionVersion, Lease, Membership, Project, Role
 from annotations.services import leases, submissions
 from annotations.services.instructions import publish_instructions
 from frontend.models import InstructionAcknowledgement
@@ -34,6 +34,8 @@ PAGES = {
     "arena-next": ("post", {"admin", "reviewer", "annotator"}),
     "arena-battle": ("get", {"admin", "reviewer", "annotator"}),
     "leaderboard-page": ("get", {"admin", "reviewer", "engineer"}),
+    "screening": ("get", {"admin", "reviewer", "engineer"}),
+    "finding-exclude": ("post", {"admin"}),
 }
 
 
@@ -47,7 +49,9 @@ def world(project):
     TaskFactory.create_batch(3, project=project)
     batch = ImportBatch.objects.create(project=project, file_name="a.jsonl", format="jsonl", created_by=users["admin"])
     eval_run_with_battles(project, n=3)
-    return {"project": project, "users": users, "batch": batch}
+    scan = DataScan.objects.create(project=project, import_batch=batch, status="done")
+    finding = DataFinding.objects.create(scan=scan, project=project, kind="hidden_text", title="t", score=1)
+    return {"project": project, "users": users, "batch": batch, "finding": finding}
 
 
 def url_for(name, world, user):
@@ -66,6 +70,11 @@ def url_for(name, world, user):
             "instructions": "instructions", "project-settings": "settings", "imports": "imports",
             "review": "review", "model-jobs-page": "jobs", "arena": "arena", "arena-next": "arena/next",
             "leaderboard-page": "leaderboard"}[name]
+    if name == "finding-exclude":
+        return f"/projects/{p}/screening/findings/{world['finding'].pk}/exclude/"
+    path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
+            "instructions": "instructions", "project-settings": "settings", "imports": "imports",
+            "review": "review", "model-jobs-page": "jobs", "screening": "screening"}[name]
     return f"/projects/{p}/{path}/"
 
 

@@ -25,3 +25,14 @@ async function poll() {
   }
   setTimeout(poll, 1000);
 }
+
+// The data checks run after the import commits: poll until the scan has finished, then reload.
+const screening = document.getElementById("import-screening");
+if (screening && report && report.dataset.finished && screening.dataset.scanPending) pollScan();
+
+async function pollScan() {
+  const result = await apiGet(screening.dataset.scanUrl);
+  const scan = result.ok ? result.data[0] : null;
+  if (scan && (scan.status === "done" || scan.status === "failed")) { window.location.reload(); return; }
+  setTimeout(pollScan, 2000);
+}

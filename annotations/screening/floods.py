@@ -1,0 +1,131 @@
+"""Near-duplicate floods: many prompts that are copies of one another with small edits.
+
+Exact duplicates never get in (imports skip them by content hash); a flood varies a word or a
+number so each copy is "new" and the data's weight shifts towards what the copies teach.
+
+MinHash over hashed word bigrams (64 hash functions, computed for the whole corpus with array
+operations), locality-sensitive hashing in 16 bands of 4 to find candidates, each candidate checked
+against a centre on the full signature ("stars", see ``stars``). The finding keeps the oldest item and names
+the rest. Cost: O(words × 64) for the signatures, O(items × 16) for the bands.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .corpus import Corpus, Finding
+from .text import TokenStream, Vocabulary, ngram_hashes, preview
+
+KIND = "near_duplicate_flood"
+HASHES = 64
+BANDS = 16
+EXAMPLES = 5
+DIGITS = re.compile(r"\d+")
+
+
+def signatures(texts: list[str], seed: int = 0) -> np.ndarray:
+    """(len(texts), HASHES) MinHash signatures of each text's word bigrams (its unigram when it
+    has a single word; texts without words get a signature of their own)."""
+    # Numbers count as one word: "#1" ... "#500" must not make copies look different.
+    stream = TokenStream.build([DIGITS.sub("0", t) for t in texts], Vocabulary())
+    keys, owners, _ = ngram_hashes(stream, 2)
+    single = np.flatnonzero(stream.lengths == 1)
+    if len(single):
+        uni_keys, uni_owners, _ = ngram_hashes(stream, 1)
+        pick = np.isin(uni_owners, single)
+        keys, owners = np.r_[keys, uni_keys[pick]], np.r_[owners, uni_owners[pick]]
+    order = np.argsort(owners, kind="stable")
+    keys, owners = keys[order], owners[order]
+    rng = np.random.default_rng(seed)
+    mult = rng.integers(1, 1 << 62, size=HASHES, dtype=np.uint64) | np.uint64(1)
+    add = rng.integers(0, 1 << 62, size=HASHES, dtype=np.uint64)
+    out = np.full((len(texts), HASHES), np.iinfo(np.uint64).max, dtype=np.uint64)
+    if len(keys):
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        rows = owners[starts]
+        for j in range(HASHES):
+            values = keys * mult[j] + add[j]  # wraps mod 2**64: a multiply-add hash family
+            values ^= values >> np.uint64(31)
+            out[rows, j] = np.minimum.reduceat(values, starts)
+    for i in np.flatnonzero(np.bincount(owners, minlength=len(texts)) == 0):  # no words: unlike any other
+        out[i] = np.arange(HASHES, dtype=np.uint64) + np.uint64(i) * np.uint64(HASHES) + np.uint64(1)
+    return out
+
+
+def buckets(sig: np.ndarray) -> np.ndarray:
+    """(BANDS, n) bucket id of each item in each LSH band."""
+    rows = HASHES // BANDS
+    out = np.empty((BANDS, len(sig)), dtype=np.int64)
+    for b in range(BANDS):
+        band = sig[:, b * rows:(b + 1) * rows]
+        key = band[:, 0].copy()
+        for c in range(1, rows):
+            key = key * np.uint64(0x9E3779B97F4A7C15) ^ band[:, c]
+        out[b] = np.unique(key, return_inverse=True)[1]
+    return out
+
+
+def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
+    """Groups of at least ``min_size``: a centre and every item that shares an LSH bucket with it
+    and agrees with *it* on ``threshold`` of the hashes. Not connected components: chains of
+    pairwise-similar prompts (a template with a varying topic) would join unrelated prompts, and a
+    flood is many copies of one prompt."""
+    n = len(sig)
+    if n == 0:
+        return []
+    bucket = buckets(sig)
+    # How crowded each item's fullest bucket is: only such items can be a flood's centre.
+    crowd = np.zeros(n, dtype=np.int64)
+    for b in range(BANDS):
+        crowd = np.maximum(crowd, np.bincount(bucket[b])[bucket[b]])
+    taken = np.zeros(n, dtype=bool)
+    groups = []
+    for centre in np.argsort(-crowd, kind="stable"):
+        if crowd[centre] < min_size:
+            break
+        if taken[centre]:
+            continue
+        near = np.flatnonzero((bucket == bucket[:, [centre]]).any(axis=0) & ~taken)
+        near = near[(sig[near] == sig[centre]).mean(axis=1) >= threshold]
+        if len(near) >= min_size:
+            taken[near] = True
+            groups.append((centre, near))
+    # One flood of a short prompt can form several stars (two copies differ by two edits): join
+    # stars whose centres are close to each other.
+    merged: list[tuple[int, np.ndarray]] = []
+    for centre, near in groups:
+        for k, (other, members) in enumerate(merged):
+            if (sig[centre] == sig[other]).mean() >= threshold - 0.1:
+                merged[k] = (other, np.r_[members, near])
+                break
+        else:
+            merged.append((centre, near))
+    return [members for _, members in merged]
+
+
+def detect(corpus: Corpus, *, min_size: int = 20, min_share: float = 0.002,
+           threshold: float = 0.6) -> tuple[list[Finding], dict]:
+    n = len(corpus)
+    size_needed = max(min_size, int(np.ceil(min_share * n)))
+    if n < size_needed:
+        return [], {"flood_min_size": size_needed, "floods": 0}
+    sig = signatures(corpus.prompts)
+    groups = stars(sig, threshold, size_needed)
+    findings = []
+    for members in groups:
+        # Keep the oldest: the flood is what came after it.
+        members = members[np.argsort(np.asarray(corpus.task_ids)[members], kind="stable")]
+        kept, rest = int(members[0]), [int(m) for m in members[1:]]
+        findings.append(Finding(
+            kind=KIND,
+            title=f"{len(members)} near-copies of one prompt",
+            score=round(float(len(members)) / size_needed, 2),
+            items=sorted(rest),
+            evidence={"cluster_size": int(len(members)), "kept_task_id": corpus.task_ids[kept],
+                      "kept_prompt": preview(corpus.prompts[kept]), "threshold": threshold,
+                      "examples": [{"task_id": corpus.task_ids[i], "prompt": preview(corpus.prompts[i])}
+                                   for i in rest[:EXAMPLES]]},
+        ))
+    findings.sort(key=lambda f: -f.evidence["cluster_size"])
+    return findings, {"flood_min_size": size_needed, "floods": len(findings)}
