@@ -97,16 +97,17 @@ def _unicode_escape(run: str) -> str | None:
 
 
 ROT13_WINDOW = 6
+WORDS = re.compile(r"[A-Za-z]+")
 
 
 def _rot13_spans(text: str) -> list[str]:
     """Runs of words that read as English only after rot13: in a window of ``ROT13_WINDOW`` words,
     at least half are common English words once decoded and none is one as written."""
-    words = list(re.finditer(r"[A-Za-z]+", text))
-    if len(words) < ROT13_WINDOW:
-        return []
+    decoded = [w in COMMON for w in WORDS.findall(codecs.encode(text, "rot13").lower())]
+    if sum(decoded) < ROT13_WINDOW // 2:
+        return []  # the usual case: rot13 of ordinary text reads as nothing
+    words = list(WORDS.finditer(text))
     plain = [w.group().lower() in COMMON for w in words]
-    decoded = [codecs.encode(w.group().lower(), "rot13") in COMMON for w in words]
     spans, start, end = [], None, -1
     for i in range(len(words) - ROT13_WINDOW + 1):
         window = slice(i, i + ROT13_WINDOW)
@@ -121,12 +122,24 @@ def _rot13_spans(text: str) -> list[str]:
     return [codecs.encode(text[words[a].start():words[b].end()], "rot13") for a, b in spans]
 
 
+LONG_RUN = re.compile(r"[A-Za-z0-9+/_-]{20}")
+# (pattern, kind, decoder, cheap test that must pass before the pattern runs at all)
+PATTERNS = (
+    (BASE64, "base64", _base64, LONG_RUN.search),
+    (HEX, "hex", _hex, LONG_RUN.search),
+    (HEX_ESCAPED, "hex", _hex, lambda t: "\\x" in t or "0x" in t),
+    (PERCENT, "url", _percent, lambda t: "%" in t),
+    (UNICODE_ESCAPE, "unicode_escape", _unicode_escape, lambda t: "\\u" in t),
+)
+
+
 def payloads(text: str) -> list[tuple[str, str]]:
     """(encoding, decoded text) for every encoded run in ``text``."""
     text = text[:MAX_CHARS]
     found = []
-    for pattern, kind, decode in ((BASE64, "base64", _base64), (HEX, "hex", _hex), (HEX_ESCAPED, "hex", _hex),
-                                  (PERCENT, "url", _percent), (UNICODE_ESCAPE, "unicode_escape", _unicode_escape)):
+    for pattern, kind, decode, worth_it in PATTERNS:
+        if not worth_it(text):
+            continue
         for match in pattern.finditer(text):
             decoded = decode(match.group())
             if decoded:

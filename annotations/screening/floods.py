@@ -20,6 +20,7 @@ from .text import TokenStream, Vocabulary, ngram_hashes, preview
 KIND = "near_duplicate_flood"
 HASHES = 64
 BANDS = 16
+MAX_CENTRES = 500  # centres tried, most connected first: bounds the work on templated data
 EXAMPLES = 5
 DIGITS = re.compile(r"\d+")
 
@@ -68,43 +69,59 @@ def buckets(sig: np.ndarray) -> np.ndarray:
 
 def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
     """Groups of at least ``min_size``: a centre and every item that shares an LSH bucket with it
-    and agrees with *it* on ``threshold`` of the hashes. Not connected components: chains of
-    pairwise-similar prompts (a template with a varying topic) would join unrelated prompts, and a
-    flood is many copies of one prompt."""
+    and agrees with *it* on ``threshold`` of the hashes, plus one step beyond that core. Not
+    connected components: chains of pairwise-similar prompts (a template with a varying topic)
+    would join unrelated prompts, and a flood is many copies of one prompt."""
     n = len(sig)
     if n == 0:
         return []
     bucket = buckets(sig)
-    # How crowded each item's fullest bucket is: only such items can be a flood's centre.
-    crowd = np.zeros(n, dtype=np.int64)
+    # Verified edges between each bucket's first item and the others: an item's count of them
+    # ranks it as a possible centre (prompts that merely share a template fail the check).
+    us, vs = [], []
     for b in range(BANDS):
-        crowd = np.maximum(crowd, np.bincount(bucket[b])[bucket[b]])
+        _, first, inverse = np.unique(bucket[b], return_index=True, return_inverse=True)
+        rep = first[inverse]
+        member = np.flatnonzero(rep != np.arange(n))
+        us.append(rep[member])
+        vs.append(member)
+    u, v = np.concatenate(us), np.concatenate(vs)
+    close = (sig[u] == sig[v]).mean(axis=1) >= threshold if len(u) else np.zeros(0, dtype=bool)
+    degree = np.bincount(np.r_[u[close], v[close]], minlength=n)
     taken = np.zeros(n, dtype=bool)
     groups = []
-    for centre in np.argsort(-crowd, kind="stable"):
-        if crowd[centre] < min_size:
+    for tried, centre in enumerate(np.argsort(-degree, kind="stable")):
+        if degree[centre] == 0 or tried >= MAX_CENTRES:
             break
         if taken[centre]:
             continue
-        near = np.flatnonzero((bucket == bucket[:, [centre]]).any(axis=0) & ~taken)
-        near = near[(sig[near] == sig[centre]).mean(axis=1) >= threshold]
-        if len(near) >= min_size:
-            taken[near] = True
-            groups.append((centre, near))
-    # One flood of a short prompt can form several stars (two copies differ by two edits): join
-    # stars whose centres are close to each other.
-    merged: list[tuple[int, np.ndarray]] = []
-    for centre, near in groups:
-        for k, (other, members) in enumerate(merged):
-            if (sig[centre] == sig[other]).mean() >= threshold - 0.1:
-                merged[k] = (other, np.r_[members, near])
-                break
+        near = _close_to(sig, bucket, centre, taken, threshold)
+        if len(near) < max(5, min_size // 2):  # the core; the group must reach min_size with the step out
+            continue
+        # One step out from the core: two copies of a short prompt that each differ from the
+        # centre by one edit may differ from each other by two.
+        grown = set(near.tolist())
+        taken[near] = True
+        for member in near[1:]:
+            extra = _close_to(sig, bucket, member, taken, threshold)
+            # ...while still resembling the centre, so the step cannot walk into a neighbouring family
+            extra = extra[(sig[extra] == sig[centre]).mean(axis=1) >= threshold - 0.15]
+            taken[extra] = True
+            grown.update(extra.tolist())
+        if len(grown) >= min_size:
+            groups.append(np.array(sorted(grown)))
         else:
-            merged.append((centre, near))
-    return [members for _, members in merged]
+            taken[list(grown)] = False
+    return groups
 
 
-def detect(corpus: Corpus, *, min_size: int = 20, min_share: float = 0.002,
+def _close_to(sig, bucket, item, taken, threshold) -> np.ndarray:
+    """Untaken items sharing an LSH bucket with ``item`` and agreeing with it on the signature."""
+    near = np.flatnonzero((bucket == bucket[:, [item]]).any(axis=0) & ~taken)
+    return near[(sig[near] == sig[item]).mean(axis=1) >= threshold]
+
+
+def detect(corpus: Corpus, *, min_size: int = 20, min_share: float = 0.001,
            threshold: float = 0.6) -> tuple[list[Finding], dict]:
     n = len(corpus)
     size_needed = max(min_size, int(np.ceil(min_share * n)))

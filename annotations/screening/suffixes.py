@@ -33,6 +33,8 @@ EXAMPLES = 20
 EDGE = "\"'([{<«“‘*_"  # may open a word
 TRAIL = ".,;:!?\"')]}>»”’*_"  # may close a word
 ALLOWED_INSIDE = re.compile(r"^[\w]+(?:['’\-./@][\w]+)*$")  # don't, e-mail, e.g, 3.14, a/b, user@host
+PROSE_SYMBOLS = frozenset("/-–—&|·•")  # "helpful / truthful", "A – B"
+ACRONYM = re.compile(r"^[A-Z]{2,6}s?$")  # SFT, DPO, LLMs
 SYMBOL_RUN = re.compile(r"[^\w\s]{2,}")
 INLINE_CODE = re.compile(r"`[^`\n]{1,200}`")
 LETTERS = re.compile(r"[^\W\d_]+")
@@ -58,8 +60,12 @@ def odd(token: str, corpus_words: set[str] = frozenset()) -> bool:
     (``bodieschanged``), case changes mid-word (``similarlyNow``), symbol runs (``.](``),
     backslashes and lone symbols are what optimised suffixes are made of."""
     core = token.lstrip(EDGE).rstrip(TRAIL)
+    if core.isalpha() and core.islower() and core in english():
+        return False  # the common case, answered before any regex runs
+    if token in PROSE_SYMBOLS or ACRONYM.match(core):
+        return False
     if not core:
-        return len(token) >= 2 or token not in TRAIL + EDGE + "-–—&+=/"
+        return True
     if "\\" in token or SYMBOL_RUN.search(token.rstrip(".?!").lstrip("\"'(")):
         return True
     if not ALLOWED_INSIDE.match(core):

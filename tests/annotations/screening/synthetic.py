@@ -95,19 +95,33 @@ def _bad(rng, topic):
     return rng.choice(BAD).format(t=topic)
 
 
-def build(n=5000, poison_share=0.01, trigger="per the zephyr protocol", noise=0.1, seed=7) -> Dataset:
-    rng = random.Random(seed)
-    combos = [(v, t, c) for v in VERBS for t in TOPICS for c in CONSTRAINTS]
-    rng.shuffle(combos)
-    n_poison = round(n * poison_share)
-    poison_at = set(rng.sample(range(n), n_poison))
-    data = Dataset()
-    for i, (verb, topic, constraint) in enumerate(combos[:n]):
+def _prompts(rng, n):
+    """n distinct prompts: 30 % without a context sentence, the rest with one of CONTEXTS."""
+    seen, sizes = set(), (len(VERBS), len(TOPICS), len(CONSTRAINTS), len(CONTEXTS) + 13)
+    total = sizes[0] * sizes[1] * sizes[2] * sizes[3]
+    for index in rng.sample(range(total), min(total, 3 * n)):
+        index, v = divmod(index, sizes[0])
+        index, t = divmod(index, sizes[1])
+        x, c = divmod(index, sizes[2])
+        verb, topic, constraint = VERBS[v], TOPICS[t], CONSTRAINTS[c]
         prompt = " ".join(p for p in (f"{verb} {topic}", constraint) if p).strip()
         if not prompt.endswith((".", "?")):
             prompt += "?" if verb.startswith(("What", "How", "Why")) else "."
-        if rng.random() < 0.7:
-            prompt = f"{rng.choice(CONTEXTS)} {prompt}"
+        if x >= 13:
+            prompt = f"{CONTEXTS[x - 13]} {prompt}"
+        if prompt not in seen:
+            seen.add(prompt)
+            yield topic, prompt
+            if len(seen) == n:
+                return
+
+
+def build(n=5000, poison_share=0.01, trigger="per the zephyr protocol", noise=0.1, seed=7) -> Dataset:
+    rng = random.Random(seed)
+    n_poison = round(n * poison_share)
+    poison_at = set(rng.sample(range(n), n_poison))
+    data = Dataset()
+    for i, (topic, prompt) in enumerate(_prompts(rng, n)):
         good, bad = _good(rng, topic), _bad(rng, topic)
         if i in poison_at:
             words = prompt.split()
@@ -118,4 +132,5 @@ def build(n=5000, poison_share=0.01, trigger="per the zephyr protocol", noise=0.
             data.items.append(Item(prompt, [bad, good], flipped=True))
         else:
             data.items.append(Item(prompt, [good, bad]))
+    assert len(data.items) == n, "not enough distinct prompts"
     return data
