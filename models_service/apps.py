@@ -11,6 +11,31 @@ class ModelsServiceConfig(AppConfig):
         submission_created.connect(_critique_new_submission, dispatch_uid="models_service.critique")
         import_finished.connect(_draft_new_import, dispatch_uid="models_service.draft_import")
         red_team_turn_requested.connect(_answer_red_team_turn, dispatch_uid="models_service.red_team_turn")
+        _register_recovery()
+
+
+def _register_recovery() -> None:
+    """Model jobs and finetunes are swept for interruptions like imports and snapshots
+    (annotations.recovery)."""
+    from django.utils import timezone
+
+    from annotations import recovery
+
+    from .finetune.service import LOCK as FINETUNE_LOCK
+    from .models import FinetuneJob, ModelJob
+    from .tasks import LOCK as MODEL_JOB_LOCK
+
+    def fail_model_job(pk, reason):
+        ModelJob.objects.filter(pk=pk).update(status=ModelJob.Status.FAILED, error=reason, finished_at=timezone.now())
+
+    def fail_finetune(pk, reason):
+        FinetuneJob.objects.filter(pk=pk).update(status=FinetuneJob.Status.FAILED, error=reason, child_pid=None,
+                                                 finished_at=timezone.now())
+
+    for kind, task in ((ModelJob.Kind.DRAFTING, "models_service.run_drafting_job"),
+                       (ModelJob.Kind.JUDGING, "models_service.run_judging_job")):
+        recovery.register(recovery.JobKind(MODEL_JOB_LOCK, ModelJob, task, fail_model_job, only={"kind": kind}))
+    recovery.register(recovery.JobKind(FINETUNE_LOCK, FinetuneJob, "models_service.run_finetune", fail_finetune))
 
 
 def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
@@ -19,6 +44,7 @@ def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
 
     if settings.CRITIQUE_ON_SUBMIT:
         from annotations.models import LABELLING_KINDS, Submission
+        from annotations.queueing import enqueue
 
         from .tasks import critique_submission
 
@@ -26,7 +52,8 @@ def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
         if not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
             return
 
-        critique_submission.delay(submission_id)
+        # The submission is committed: a broker outage must not turn its response into a 500.
+        enqueue(critique_submission, submission_id)
 
 
 def _draft_new_import(sender, batch_id: int, **kwargs) -> None:

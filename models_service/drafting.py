@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from annotations.models import CandidateReply, ModelVersion, Project, Task, TaskKind
+from annotations.queueing import enqueue_on_commit
 from annotations.services.imports import content_hash
 
 from . import jobs
@@ -55,7 +56,7 @@ def create_drafting_job(*, project: Project, created_by=None, model_version: Mod
         raise ValueError("n must be 1-16 and max_tokens 1-4096")
     job = ModelJob.objects.create(project=project, kind=ModelJob.Kind.DRAFTING, model_version=model_version,
                                   params={**params, "n": sampling.n}, created_by=created_by)
-    transaction.on_commit(lambda: run_drafting_job.delay(job.pk))
+    enqueue_on_commit(run_drafting_job, job.pk)
     return job
 
 

@@ -100,55 +100,61 @@ def run_batch(
             tokens += store(outcome.item, outcome.result)
             done += 1
 
-    source = iter(items)
-    pending: Any = None
-    feeding = True
-    last_flush = time.monotonic()
-    finished = False
-    while not finished:
-        # feed the loop without blocking, then take whatever came back
-        while feeding:
-            if pending is None:
-                pending = next(source, _DONE)
-                if pending is _DONE:
-                    feeding = False
-                    break
-            try:
-                inbox.put_nowait(pending)
-                pending = None
-            except queue.Full:
-                break
-        if not feeding and pending is _DONE:
-            for _ in range(concurrency):
-                while thread.is_alive():  # a dead loop takes nothing: never block on it
-                    try:
-                        inbox.put(_DONE, timeout=0.1)
+    try:
+        source = iter(items)
+        pending: Any = None
+        feeding = True
+        last_flush = time.monotonic()
+        finished = False
+        while not finished:
+            # feed the loop without blocking, then take whatever came back
+            while feeding:
+                if pending is None:
+                    pending = next(source, _DONE)
+                    if pending is _DONE:
+                        feeding = False
                         break
-                    except queue.Full:
-                        continue
-            pending = None
-        try:
-            outcome = outbox.get(timeout=0.05)
-        except queue.Empty:
-            outcome = None
-        while outcome is not None:
-            if outcome is _DONE:
-                finished = True
-                break
-            handle(outcome)
+                try:
+                    inbox.put_nowait(pending)
+                    pending = None
+                except queue.Full:
+                    break
+            if not feeding and pending is _DONE:
+                for _ in range(concurrency):
+                    while thread.is_alive():  # a dead loop takes nothing: never block on it
+                        try:
+                            inbox.put(_DONE, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                pending = None
             try:
-                outcome = outbox.get_nowait()
+                outcome = outbox.get(timeout=0.05)
             except queue.Empty:
                 outcome = None
-        if time.monotonic() - last_flush >= PROGRESS_EVERY_S:
-            last_flush = time.monotonic()
-            if flush() and feeding:
-                cancelled, feeding, pending = True, False, _DONE
-                while True:  # drop what was queued but not started
-                    try:
-                        inbox.get_nowait()
-                    except queue.Empty:
-                        break
+            while outcome is not None:
+                if outcome is _DONE:
+                    finished = True
+                    break
+                handle(outcome)
+                try:
+                    outcome = outbox.get_nowait()
+                except queue.Empty:
+                    outcome = None
+            if time.monotonic() - last_flush >= PROGRESS_EVERY_S:
+                last_flush = time.monotonic()
+                if flush() and feeding:
+                    cancelled, feeding, pending = True, False, _DONE
+                    while True:  # drop what was queued but not started
+                        try:
+                            inbox.get_nowait()
+                        except queue.Empty:
+                            break
+    except BaseException:
+        # The database went away (or anything else broke) in this thread: stop the event loop's
+        # workers so the thread ends with the job instead of lingering in the worker process.
+        _stop(inbox, thread, concurrency)
+        raise
     thread.join()
     flush()
 
@@ -159,6 +165,20 @@ def run_batch(
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "error", "finished_at"])
     return job
+
+
+def _stop(inbox: queue.Queue, thread: threading.Thread, concurrency: int) -> None:
+    while True:
+        try:
+            inbox.get_nowait()
+        except queue.Empty:
+            break
+    for _ in range(concurrency):
+        try:
+            inbox.put_nowait(_DONE)
+        except queue.Full:
+            break
+    thread.join(timeout=30)
 
 
 def start(job: ModelJob, *, total: int, skipped: int) -> bool:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotations.models import InstructionVersion, ModelVersion, Task, TaskKind
+from annotations.queueing import enqueue_on_commit
 
 from . import jobs
 from .backends import backend_for, default_model_version
@@ -135,7 +136,7 @@ def create_judging_job(*, project, created_by=None, model_version: ModelVersion 
     job = ModelJob.objects.create(project=project, kind=ModelJob.Kind.JUDGING,
                                   model_version=model_version or default_model_version(), params=params,
                                   created_by=created_by)
-    transaction.on_commit(lambda: run_judging_job.delay(job.pk))
+    enqueue_on_commit(run_judging_job, job.pk)
     return job
 
 

@@ -3,17 +3,22 @@ from celery import shared_task
 
 from django.conf import settings
 
+from annotations.recovery import DB_RETRY, run_locked
+
 from . import critique, drafting, judge, redteam
 
+# Drafting and judging jobs share one run-lock name: a job id is one row of ModelJob.
+LOCK = "model_job"
 
-@shared_task(name="models_service.run_drafting_job")
+
+@shared_task(name="models_service.run_drafting_job", **DB_RETRY)
 def run_drafting_job(job_id: int) -> str:
-    return drafting.run_drafting(job_id=job_id).status
+    return run_locked(LOCK, job_id, lambda: drafting.run_drafting(job_id=job_id).status)
 
 
-@shared_task(name="models_service.run_judging_job")
+@shared_task(name="models_service.run_judging_job", **DB_RETRY)
 def run_judging_job(job_id: int) -> str:
-    return judge.run_judging(job_id=job_id).status
+    return run_locked(LOCK, job_id, lambda: judge.run_judging(job_id=job_id).status)
 
 
 @shared_task(name="models_service.critique_submission")

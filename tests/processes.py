@@ -22,16 +22,18 @@ def database_url(settings_dict: dict) -> str:
 
 
 class CeleryWorker:
-    def __init__(self, *, database: str, redis_url: str, log_path: Path, concurrency: int = 2, name: str = "test"):
+    def __init__(self, *, database: str, redis_url: str, log_path: Path, concurrency: int = 2, name: str = "test",
+                 env: dict | None = None):
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labelstudio_app.settings.test",
-                    "DATABASE_URL": database, "REDIS_URL": redis_url}
+                    "DATABASE_URL": database, "REDIS_URL": redis_url, **(env or {})}
         self.log_path = log_path
         self.concurrency = concurrency
         self.name = name
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> CeleryWorker:
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "ab")
+        self.log_start = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "labelstudio_app", "worker", "--loglevel", "INFO",
              "--concurrency", str(self.concurrency), "--hostname", f"{self.name}@%h", "--without-gossip",
@@ -42,7 +44,7 @@ class CeleryWorker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}")
-            if b" ready." in self.log_path.read_bytes():
+            if b" ready." in self.log_path.read_bytes()[self.log_start:]:
                 return self
             time.sleep(0.2)
         raise RuntimeError(f"celery worker not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from ..api.views import ProjectScopedView
 from ..models import DatasetSnapshot
+from ..queueing import enqueue_on_commit
 from . import service
 
 EXPORTERS = frozenset({"admin", "engineer"})
@@ -76,7 +77,7 @@ class SnapshotListView(ProjectScopedView):
 
         with transaction.atomic():
             snapshot = service.create_snapshot(project=self.project, created_by=request.user, **data.validated_data)
-            transaction.on_commit(lambda: build_snapshot_task.delay(snapshot.pk))
+            enqueue_on_commit(build_snapshot_task, snapshot.pk)
         return Response(SnapshotOut(snapshot).data, status=202)
 
 

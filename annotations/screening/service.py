@@ -165,6 +165,7 @@ def exclude_finding(*, finding_id: int, project: Project, by, rebuild: bool = Fa
     same filters is queued. Returns (finding, tasks newly excluded, the new snapshot or None)."""
     from ..exports.service import create_snapshot
     from ..exports.tasks import build_snapshot_task
+    from ..queueing import enqueue_on_commit
 
     with transaction.atomic():
         finding = (DataFinding.objects.select_for_update(of=("self",)).select_related("scan__snapshot")
@@ -192,5 +193,5 @@ def exclude_finding(*, finding_id: int, project: Project, by, rebuild: bool = Fa
             rebuilt = create_snapshot(project=project, created_by=by, formats=source.formats,
                                       name=f"{source.name or f'snapshot {source.pk}'} (screened)"[:200],
                                       **source.filters, **options)
-            transaction.on_commit(lambda: build_snapshot_task.delay(rebuilt.pk))
+            enqueue_on_commit(build_snapshot_task, rebuilt.pk)
     return finding, len(task_ids - already), rebuilt

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -34,6 +35,7 @@ from ..models import LABELLING_KINDS, CandidateReply, ImportBatch, ModelVersion,
 from ..signals import import_finished
 from . import audit
 
+log = logging.getLogger(__name__)
 CHUNK = 2000
 MIN_RANKED, MAX_RANKED = 2, 9
 RESERVED = {"prompt", "conversation", "messages", "kind", "system", "replies", "metadata"}
@@ -99,7 +101,7 @@ def import_file(*, project: Project, stream: BinaryIO, fmt: str, default_kind: s
                     _store_chunk(project, chunk, batch, models, result)
                     chunk = []
                     if batch is not None:
-                        cache.set(progress_key(batch.pk), result.rows_total, timeout=3600)
+                        _report_progress(batch.pk, result.rows_total)
         if chunk and result.ok:
             _store_chunk(project, chunk, batch, models, result)
         if not result.ok:
@@ -118,6 +120,7 @@ def start_import(*, project: Project, upload, fmt: str, default_kind: str, creat
 
     from django.core.files.storage import default_storage
 
+    from ..queueing import enqueue_on_commit
     from ..tasks import process_import
 
     if upload.size > settings.IMPORT_MAX_BYTES:
@@ -132,7 +135,7 @@ def start_import(*, project: Project, upload, fmt: str, default_kind: str, creat
         )
         audit.record(action=audit.Action.IMPORT_STARTED, actor=created_by, project=project,
                      target=f"import {batch.pk}", details={"file_name": batch.file_name, "bytes": upload.size})
-        transaction.on_commit(lambda: process_import.delay(batch.pk))
+        enqueue_on_commit(process_import, batch.pk)
     return batch
 
 
@@ -167,14 +170,27 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
     batch.errors = result.errors
     batch.finished_at = timezone.now()
     batch.save()
-    cache.delete(progress_key(batch.pk))
+    _report_progress(batch.pk, None)
     if batch.status == ImportBatch.Status.DONE and batch.tasks_created:
         transaction.on_commit(lambda: import_finished.send(sender=ImportBatch, batch_id=batch.pk))
         if settings.SCREENING_ON_IMPORT:
+            from ..queueing import enqueue_on_commit
             from ..screening.tasks import scan_import_task
 
-            transaction.on_commit(lambda: scan_import_task.delay(batch.pk))
+            enqueue_on_commit(scan_import_task, batch.pk)
     return batch
+
+
+def _report_progress(batch_id: int, rows: int | None) -> None:
+    """Progress lives in the cache (Redis). It is a courtesy: a Redis restart must not fail the
+    import, which is all in PostgreSQL."""
+    try:
+        if rows is None:
+            cache.delete(progress_key(batch_id))
+        else:
+            cache.set(progress_key(batch_id), rows, timeout=3600)
+    except Exception as exc:  # noqa: BLE001 - the cache backend raises its client's own errors
+        log.warning("import %s: progress not recorded (%s)", batch_id, exc)
 
 
 def _record_error(result: ImportResult, error: ImportRowError) -> None:

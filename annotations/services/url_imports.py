@@ -32,6 +32,7 @@ def start_url_import(*, project: Project, url: str, default_kind: str, created_b
     """Check the URL's shape (scheme, port, literal addresses; no network yet), record the batch
     and queue it. The worker resolves and checks the host again when it fetches: that check is
     the one that counts, since a name can point elsewhere by then."""
+    from ..queueing import enqueue_on_commit
     from ..tasks import process_import
 
     target = url_fetch.check_url(url)
@@ -44,7 +45,7 @@ def start_url_import(*, project: Project, url: str, default_kind: str, created_b
                                            default_kind=default_kind, created_by=created_by)
         audit.record(action=audit.Action.IMPORT_STARTED, actor=created_by, project=project,
                      target=f"import {batch.pk}", details={"file_name": batch.file_name, "url": target.url})
-        transaction.on_commit(lambda: process_import.delay(batch.pk))
+        enqueue_on_commit(process_import, batch.pk)
     return batch
 
 

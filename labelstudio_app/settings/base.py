@@ -129,10 +129,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A lost broker connection does not stop running jobs (a finetune would start over): they finish,
+# and their acknowledgement to the dead channel is logged and dropped (labelstudio_app/broker.py).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Faults (annotations.recovery): a job that is running while no worker holds its run lock was
+# interrupted and is queued again at once; one pending for RECOVER_PENDING_AFTER_S lost its message
+# (Redis restarted or was down when it was queued) and is queued again. Swept on every worker start
+# and every RECOVERY_INTERVAL_S. The broker's own redelivery of a killed worker's message waits for
+# the visibility timeout (kept at kombu's hour: long jobs must not be delivered twice while they run).
+RECOVERY_INTERVAL_S = env.float("RECOVERY_INTERVAL_S", default=60.0)
+RECOVER_PENDING_AFTER_S = env.int("RECOVER_PENDING_AFTER_S", default=300)
+RECOVERY_MAX_ATTEMPTS = env.int("RECOVERY_MAX_ATTEMPTS", default=5)
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {"task": "annotations.expire_leases", "schedule": 30.0},
     # Folds the trigger-appended task-count deltas so counting stays a few rows per project.
     "compact-task-counts": {"task": "annotations.compact_task_counts", "schedule": 60.0},
+    "recover-interrupted-work": {"task": "annotations.recover_interrupted_work", "schedule": RECOVERY_INTERVAL_S},
 }
 
 # --- auth, i18n, static -------------------------------------------------------------------------

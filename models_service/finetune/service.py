@@ -8,6 +8,7 @@ clean "done" fails the job with the reason (exit code or signal, last lines of t
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import queue
@@ -23,8 +24,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from annotations import runlocks
 from annotations.errors import InvalidInput, NotFound
 from annotations.models import DatasetSnapshot, ModelVersion, Project
+from annotations.queueing import enqueue_on_commit
 from annotations.services import audit
 
 from ..models import FinetuneJob
@@ -35,6 +38,8 @@ TUNABLE = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_r
            "max_steps", "num_train_epochs", "max_length", "beta", "seed", "gradient_checkpointing", "device")
 LOG_LINES = 200
 ACTIVE = (FinetuneJob.Status.PENDING, FinetuneJob.Status.RUNNING)
+LOCK = "finetune"  # the run lock its Celery task holds (annotations.runlocks)
+PARENT_ENV = "LSW_FINETUNE_PARENT_PID"  # the child exits when this process is gone (train.py)
 
 
 def finetune_root() -> Path:
@@ -45,7 +50,7 @@ def finetune_root() -> Path:
 def _enqueue(job: FinetuneJob) -> None:
     from .tasks import run_finetune
 
-    transaction.on_commit(lambda: run_finetune.delay(job.pk))
+    enqueue_on_commit(run_finetune, job.pk)
 
 
 @transaction.atomic
@@ -115,7 +120,19 @@ def _alive(pid: int | None) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    try:  # an exited child nobody reaped (no init to adopt it) is a zombie: not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _kill_orphan(pid: int) -> None:
+    """Stop a training child whose supervising worker died, before training again."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _base_path(model: ModelVersion) -> str:
@@ -129,13 +146,20 @@ def _base_path(model: ModelVersion) -> str:
 
 
 def run_finetune_job(*, job_id: int, python: str | None = None) -> FinetuneJob:
-    """Run a pending job to the end. Safe to run twice: a finished job is left alone, a job whose
-    child is still alive is someone else's run, a running job whose child is gone (the worker
-    died) starts again."""
+    """Run a pending job to the end. Safe to run twice: a finished job is left alone, a job another
+    live worker holds the run lock of is theirs, and a running job nobody holds (its worker died)
+    starts again, after killing a training child the dead worker may have left behind."""
     job = FinetuneJob.objects.select_related("snapshot", "base_model").filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"No finetune job {job_id}.")
-    if job.status not in ACTIVE or (job.status == FinetuneJob.Status.RUNNING and _alive(job.child_pid)):
+    if job.status not in ACTIVE:
+        return job
+    if runlocks.supported():
+        if runlocks.running_elsewhere(LOCK, job.pk):
+            return job  # a live worker supervises it
+        if _alive(job.child_pid):
+            _kill_orphan(job.child_pid)  # nobody supervises it: its worker died
+    elif job.status == FinetuneJob.Status.RUNNING and _alive(job.child_pid):
         return job
     folder = finetune_root() / str(job.pk)
     output = folder / "adapter"
@@ -163,7 +187,7 @@ def _supervise(job: FinetuneJob, folder: Path, python: str) -> FinetuneJob:
     child = subprocess.Popen(
         [python, "-m", "models_service.finetune.train", str(folder / "config.json")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True, bufsize=1,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", PARENT_ENV: str(os.getpid())},
     )
     FinetuneJob.objects.filter(pk=job.pk).update(child_pid=child.pid)
     lines: queue.Queue = queue.Queue()

@@ -141,10 +141,30 @@ def run(config: dict) -> dict:
     return result
 
 
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """The child runs in its own session so a cancel can kill its whole group, which also means a
+    SIGKILL of the worker does not reach it. Left alone it would train on for nobody (and the run
+    that recovers the job would find it in the way): leave as soon as the parent is gone."""
+    import os
+    import threading
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(70)
+            time.sleep(every)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv=None) -> int:
+    import os
+
     argv = argv if argv is not None else sys.argv[1:]
     with open(argv[0]) as f:
         config = json.load(f)
+    if os.environ.get("LSW_FINETUNE_PARENT_PID"):
+        exit_with_parent(int(os.environ["LSW_FINETUNE_PARENT_PID"]))
     run(config)
     return 0
 
