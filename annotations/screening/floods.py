@@ -76,6 +76,7 @@ def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
     if n == 0:
         return []
     bucket = buckets(sig)
+    index = BucketIndex(bucket)
     # Verified edges between each bucket's first item and the others: an item's count of them
     # ranks it as a possible centre (prompts that merely share a template fail the check).
     us, vs = [], []
@@ -95,7 +96,7 @@ def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
             break
         if taken[centre]:
             continue
-        near = _close_to(sig, bucket, centre, taken, threshold)
+        near = _close_to(sig, index, centre, taken, threshold)
         if len(near) < max(5, min_size // 2):  # the core; the group must reach min_size with the step out
             continue
         # One step out from the core: two copies of a short prompt that each differ from the
@@ -103,7 +104,7 @@ def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
         grown = set(near.tolist())
         taken[near] = True
         for member in near[1:]:
-            extra = _close_to(sig, bucket, member, taken, threshold)
+            extra = _close_to(sig, index, member, taken, threshold)
             # ...while still resembling the centre, so the step cannot walk into a neighbouring family
             extra = extra[(sig[extra] == sig[centre]).mean(axis=1) >= threshold - 0.15]
             taken[extra] = True
@@ -115,9 +116,27 @@ def stars(sig: np.ndarray, threshold: float, min_size: int) -> list[np.ndarray]:
     return groups
 
 
-def _close_to(sig, bucket, item, taken, threshold) -> np.ndarray:
+class BucketIndex:
+    """Members of each band's buckets, so an item's bucket-mates cost their number, not n."""
+
+    def __init__(self, bucket: np.ndarray):
+        self.bucket = bucket
+        self.order = np.argsort(bucket, axis=1, kind="stable")
+        self.sorted = np.take_along_axis(bucket, self.order, axis=1)
+
+    def mates(self, item: int) -> np.ndarray:
+        parts = []
+        for b in range(self.bucket.shape[0]):
+            key = self.bucket[b, item]
+            lo, hi = np.searchsorted(self.sorted[b], [key, key + 1])
+            parts.append(self.order[b, lo:hi])
+        return np.unique(np.concatenate(parts))
+
+
+def _close_to(sig, index: BucketIndex, item, taken, threshold) -> np.ndarray:
     """Untaken items sharing an LSH bucket with ``item`` and agreeing with it on the signature."""
-    near = np.flatnonzero((bucket == bucket[:, [item]]).any(axis=0) & ~taken)
+    near = index.mates(item)
+    near = near[~taken[near]]
     return near[(sig[near] == sig[item]).mean(axis=1) >= threshold]
 
 
