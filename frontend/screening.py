@@ -4,6 +4,7 @@ report shows its own batch's findings with the same partial."""
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -39,6 +40,8 @@ def screening(request, project_id: int):
 @project_page(post=ADMINS)
 def exclude_finding(request, project_id: int, finding_id: int):
     membership = membership_or_404(request, project_id, ADMINS)
+    if not DataFinding.objects.filter(project=membership.project, pk=finding_id).exists():
+        raise Http404("No such finding.")  # another project's finding is as missing as one that never was
     try:
         finding, excluded, rebuilt = exclude_service(finding_id=finding_id, project=membership.project,
                                                      by=request.user, rebuild=request.POST.get("rebuild") == "1")
