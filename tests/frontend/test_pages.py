@@ -66,15 +66,12 @@ def url_for(name, world, user):
         from models_service.evaluation.voting import next_battle
 
         return f"/projects/{p}/arena/{next_battle(project=world['project'], voter=user).battle_id}/"
-    path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
-            "instructions": "instructions", "project-settings": "settings", "imports": "imports",
-            "review": "review", "model-jobs-page": "jobs", "arena": "arena", "arena-next": "arena/next",
-            "leaderboard-page": "leaderboard"}[name]
     if name == "finding-exclude":
         return f"/projects/{p}/screening/findings/{world['finding'].pk}/exclude/"
     path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
             "instructions": "instructions", "project-settings": "settings", "imports": "imports",
-            "review": "review", "model-jobs-page": "jobs", "screening": "screening"}[name]
+            "review": "review", "model-jobs-page": "jobs", "arena": "arena", "arena-next": "arena/next",
+            "leaderboard-page": "leaderboard", "screening": "screening"}[name]
     return f"/projects/{p}/{path}/"
 
 
