@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..feedback import redteam
 from ..feedback import serializers as feedback_s
-from ..models import AuditEntry, InstructionVersion, Membership, Project, Submission, TaskKind
+from ..models import AuditEntry, InstructionVersion, Membership, Project, Submission, Task, TaskKind
 from ..permissions import ADMINS, ALL_ROLES, LABELLERS, STAFF, ProjectRolePermission
 from ..services import imports, instructions, leases, projects, reviews, submissions, tokens, url_imports
 from . import serializers as s
@@ -278,11 +278,18 @@ def _check_params(request, allowed: set[str]) -> None:
         raise ValidationError({"detail": f"Unknown query parameter(s): {', '.join(sorted(unknown))}."})
 
 
+def _check_choice(params, key: str, choices) -> None:
+    value = params.get(key)
+    if value not in (None, "") and value not in choices:
+        raise ValidationError({key: [f"Choose one of {sorted(choices)}."]})
+
+
 class TaskListView(ProjectScopedView):
     roles = {"get": STAFF}
 
     @extend_schema(
-        parameters=[OpenApiParameter("kind", str, enum=TaskKind.values), OpenApiParameter("state", str),
+        parameters=[OpenApiParameter("kind", str, enum=TaskKind.values),
+                    OpenApiParameter("state", str, enum=Task.State.values),
                     OpenApiParameter("import_batch", int), OpenApiParameter("ordering", str,
                                                                             enum=list(selectors.TASK_ORDERING)),
                     OpenApiParameter("complete", bool, description="true: tasks with `overlap` accepted "
@@ -294,6 +301,8 @@ class TaskListView(ProjectScopedView):
         filters = {k: request.query_params.get(k) for k in selectors.TASK_FILTERS}
         if filters["import_batch"] not in (None, "") and not filters["import_batch"].isdigit():
             raise ValidationError({"import_batch": ["Must be an integer."]})
+        _check_choice(filters, "kind", TaskKind.values)
+        _check_choice(filters, "state", Task.State.values)
         if filters["complete"] not in (None, ""):
             flag = BOOLEAN_WORDS.get(filters["complete"].lower())
             if flag is None:
@@ -419,9 +428,13 @@ class ReleaseView(_LeaseActionView):
 class SubmissionListView(ProjectScopedView):
     roles = {"get": ALL_ROLES}
 
-    @extend_schema(responses=s.SubmissionOut(many=True))
+    @extend_schema(parameters=[OpenApiParameter("kind", str, enum=TaskKind.values),
+                               OpenApiParameter("status", str, enum=Submission.Status.values)],
+                   responses=s.SubmissionOut(many=True))
     def get(self, request, project_id):
         _check_params(request, {"kind", "status"})
+        _check_choice(request.query_params, "kind", TaskKind.values)
+        _check_choice(request.query_params, "status", Submission.Status.values)
         subs = selectors.submissions_visible_to(project=self.project, user=request.user,
                                                 role=self.membership.role).select_related("annotator").prefetch_related(
             "reviews__reviewer", "reviews__fixed_reply")

@@ -311,13 +311,16 @@ def test_members_get_past_the_id_lookups_and_each_role_gets_403_exactly_where_de
 
 
 HOSTILE_QUERIES = ({"ordering": "created_by__password"}, {"ordering": "-annotator__password"},
-                   {"created_by__password__startswith": "md5"}, {"project__memberships__user__password__gt": ""})
+                   {"created_by__password__startswith": "md5"}, {"project__memberships__user__password__gt": ""},
+                   # PostgreSQL text cannot hold NUL: a filter value with one was a 500 (now a 400 at the door)
+                   {"kind": "x\x00"}, {"state": "\x00"}, {"status": "a\x00b"}, {"action": "\x00"}, {"q\x00": "1"})
 
 
 def test_lookups_through_relations_in_query_parameters_are_refused_everywhere(world):
     """Every API route a member may read answers 400 to a filter or ordering through a relation
     (``created_by__password``), whatever the view does with its own parameters; pages ignore
-    unknown parameters. No password hash ever shows up."""
+    unknown parameters. A NUL character in any parameter is a 400 everywhere. No password hash
+    ever shows up."""
     members = world["members"]
     hashes = [u.password for u in members.values()]
     for route, kind, roles in project_routes():
@@ -331,7 +334,8 @@ def test_lookups_through_relations_in_query_parameters_are_refused_everywhere(wo
             response = client.get(path, query)
             body = response.content.decode(errors="replace") if not response.streaming else ""
             assert not any(h in body for h in hashes), (route, query)
-            if kind == "api":
+            has_nul = any("\x00" in k + v for k, v in query.items())
+            if kind == "api" or has_nul:
                 assert response.status_code == 400, (route, query, response.status_code)
             else:
                 assert response.status_code in (200, 302), (route, query, response.status_code)
