@@ -29,6 +29,13 @@ def watch(page):
     return seen
 
 
+def shown(text: str) -> str:
+    """How untrusted text reads in a title: invisible characters as markers, whitespace collapsed."""
+    from frontend.rendering import reveal_text
+
+    return " ".join(reveal_text(text).split())
+
+
 def assert_inert(page, title: str):
     assert page.title() == title
     hrefs = page.eval_on_selector_all("[href], [src], [action], [formaction]",
@@ -44,6 +51,10 @@ def assert_inert(page, title: str):
 def test_attack_cases_render_inert(page, live_server, labeller, logged_in, member):
     project, user = labeller
     attacks = attack_texts()
+    # The project's name is hostile too: it is in every page's title and navigation.
+    bidi = next(t for t in attacks if "\u202e" in t)
+    project.name = (attacks[0] + " " + bidi)[:200]
+    project.save(update_fields=["name"])
     # I confirmed v1; v2 (the attacks) is current, so the panel renders it and the banner diffs it.
     InstructionAcknowledgement.objects.create(user=user, project=project, version=project.current_instructions)
     short = attack_texts(max_chars=4000)  # instructions, replies and rationales have length limits
@@ -66,7 +77,7 @@ def test_attack_cases_render_inert(page, live_server, labeller, logged_in, membe
         assert "⟨U+202E⟩" in page.locator(".instructions-panel .md").inner_text()
         assert "⟨U+200B⟩" in page.locator(".conversation").inner_text()
         title = "Demonstration" if lease is demo_lease else "Comparison"
-        assert_inert(page, f"{title} · {project.name} · Labelwork")
+        assert_inert(page, f"{title} · {shown(project.name)} · Labelwork")
     assert page.locator(".reply").count() == 9
 
     # Reviewers read rationales and replies in the submissions list; admins edit instructions.
@@ -76,10 +87,10 @@ def test_attack_cases_render_inert(page, live_server, labeller, logged_in, membe
     page.context.clear_cookies()
     logged_in(admin)
     page.goto(f"{live_server.url}/projects/{project.pk}/submissions/")
-    assert_inert(page, f"Submissions · {project.name} · Labelwork")
+    assert_inert(page, f"Submissions · {shown(project.name)} · Labelwork")
     page.goto(f"{live_server.url}/projects/{project.pk}/instructions/?diff=2")
     page.get_by_role("button", name="Preview").click()
-    assert_inert(page, f"Instructions · {project.name} · Labelwork")
+    assert_inert(page, f"Instructions · {shown(project.name)} · Labelwork")
 
     # The review queue shows the same texts as reply, rationale and critique, then as a ranking;
     # the rejection reason comes back to the annotator on their home page.
@@ -100,7 +111,7 @@ def test_attack_cases_render_inert(page, live_server, labeller, logged_in, membe
     for _ in range(2):
         page.goto(f"{live_server.url}/projects/{project.pk}/review/")
         page.wait_for_selector("#review-form[data-ready]")
-        assert_inert(page, f"Review · {project.name} · Labelwork")
+        assert_inert(page, f"Review · {shown(project.name)} · Labelwork")
         sid = int(page.locator("#review-form").get_attribute("data-submission"))
         reviews.review_submission(submission_id=sid, reviewer=admin, decision="reject",
                                   reason="\n".join(short)[:5000])
@@ -124,7 +135,6 @@ def test_attack_names_render_inert_on_the_admin_pages(page, live_server, logged_
     details carry every attack case: shown as text (invisible characters as markers), and inert."""
     from annotations.models import ImportBatch
     from annotations.services import projects as project_service
-    from frontend.rendering import reveal_text
 
     from ..factories import ProjectFactory, UserFactory
 
@@ -145,24 +155,24 @@ def test_attack_names_render_inert_on_the_admin_pages(page, live_server, logged_
     page.goto(f"{live_server.url}/")
     assert_inert(page, "My projects · Labelwork")
     text = normalised(page.locator("main").inner_text())
-    assert all(normalised(reveal_text(name)) in text for name in names)
+    assert all(shown(name) in text for name in names)
     assert "⟨U+202E⟩" in text and "⟨U+200B⟩" in text
 
     for project, name in zip(projects, names):
         page.goto(f"{live_server.url}/projects/{project.pk}/imports/")
-        assert_inert(page, f"Imports · {normalised(reveal_text(name))} · Labelwork")
-        assert normalised(reveal_text(name)) in normalised(page.locator(".project-nav").inner_text())
+        assert_inert(page, f"Imports · {shown(name)} · Labelwork")
+        assert shown(name) in normalised(page.locator(".project-nav").inner_text())
     page.goto(f"{live_server.url}/projects/{first.pk}/imports/")
     table = normalised(page.locator("table.list").inner_text())
-    assert all(normalised(reveal_text(name)) in table for name in names)
+    assert all(shown(name) in table for name in names)
 
     for batch in first.imports.all()[:4]:
         page.goto(f"{live_server.url}/projects/{first.pk}/imports/{batch.pk}/")
-        assert_inert(page, f"Import {batch.pk} · {normalised(reveal_text(first.name))} · Labelwork")
+        assert_inert(page, f"Import {batch.pk} · {shown(first.name)} · Labelwork")
     page.goto(f"{live_server.url}/projects/{first.pk}/audit/")
-    assert_inert(page, f"Audit log · {normalised(reveal_text(first.name))} · Labelwork")
+    assert_inert(page, f"Audit log · {shown(first.name)} · Labelwork")
     page.goto(f"{live_server.url}/projects/{first.pk}/settings/")
-    assert_inert(page, f"Settings · {normalised(reveal_text(first.name))} · Labelwork")
+    assert_inert(page, f"Settings · {shown(first.name)} · Labelwork")
     assert page.locator("input[name=name]").input_value() == first.name  # a form shows the value as it is
 
     assert seen["dialogs"] == []
