@@ -470,6 +470,11 @@ class AuditEntry(models.Model):
         TOKEN_REVOKED = "token.revoked", "API token revoked"
         REPORT_TOKEN_CREATED = "report_token.created", "Report ingestion token created"
         REPORT_TOKEN_REVOKED = "report_token.revoked", "Report ingestion token revoked"
+        GOLD_SET = "gold.set", "Gold reference set or changed"
+        GOLD_UNSET = "gold.unset", "Gold task back to the pool"
+        QUALITY_RULE = "quality_rule.changed", "Quality rule added, changed or deleted"
+        MEMBER_PAUSED = "member.paused", "Annotator paused"
+        MEMBER_RESUMED = "member.resumed", "Annotator resumed"
 
     created_at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,

@@ -35,7 +35,7 @@ def quality(request, project_id: int):
         return redirect("quality", project_id=project.pk)
     days = int(request.GET["days"]) if request.GET.get("days", "").isdigit() and int(
         request.GET["days"]) in DAY_CHOICES else 7
-    report = agreement.agreement_report(project=project)
+    report = agreement.cached_agreement_report(project=project)
     peers = {row["annotator_id"]: row for row in report["by_annotator"]}
     is_admin = membership.role == Role.ADMIN
     notes = (Notification.objects.filter(project=project).select_related("subject")[:50] if is_admin else [])
@@ -63,13 +63,13 @@ def _quality_action(request, project) -> None:
         elif action in ("delete-rule", "toggle-rule"):
             rule_id = _number(request.POST.get("rule_id"), "rule", int)
             if action == "delete-rule":
-                rules.delete_rule(project=project, rule_id=rule_id)
+                rules.delete_rule(project=project, rule_id=rule_id, actor=request.user)
                 messages.success(request, "Rule deleted.")
             else:
                 rule = QualityRule.objects.filter(project=project, pk=rule_id).first()
                 if rule is None:
                     raise Http404("No such rule.")
-                rules.update_rule(project=project, rule_id=rule_id, active=not rule.active)
+                rules.update_rule(project=project, rule_id=rule_id, actor=request.user, active=not rule.active)
                 messages.success(request, f"Rule {'paused' if rule.active else 'active again'}.")
         elif action in ("pause", "resume"):
             user_id = _number(request.POST.get("user_id"), "user", int)
@@ -102,7 +102,7 @@ def _number(raw, field: str, kind):
 def annotator(request, project_id: int, user_id: int):
     membership = membership_or_404(request, project_id, QUALITY_READERS)
     project = membership.project
-    report = agreement.agreement_report(project=project)
+    report = agreement.cached_agreement_report(project=project)
     peers = {row["annotator_id"]: row for row in report["by_annotator"]}
     rows = analytics.annotator_analytics(project=project, annotator_id=user_id, peers=peers)
     if not rows:
@@ -161,7 +161,7 @@ def gold_page(request, project_id: int):
             if task is None:
                 raise Http404("No such task.")
             if action == "unset":
-                gold.unset_gold(project=project, task_id=task.pk)
+                gold.unset_gold(project=project, task_id=task.pk, actor=request.user)
                 messages.success(request, f"Task {task.pk} is a normal task again.")
                 return redirect("gold", project_id=project.pk)
             if action == "set":

@@ -143,10 +143,10 @@ class AgreementView(ProjectScopedView):
 
     @extend_schema(responses={200: None})
     def get(self, request, project_id):
-        from annotations.quality.agreement import agreement_report
+        from annotations.quality.agreement import cached_agreement_report
 
         return Response({"ai_human": selectors.ai_human_agreement(project=self.project),
-                         "human": agreement_report(project=self.project)})
+                         "human": cached_agreement_report(project=self.project)})
 
 
 class BuildComparisonsView(ProjectScopedView):

@@ -15,20 +15,25 @@ The same numbers per instruction version (only submissions made under that versi
 with each other) and per annotator (alpha over the units of the tasks they ranked, every coder of
 those tasks included; tau over the pairs they are part of).
 
-Cost: one pass over the project's comparison submissions in id order with a server-side cursor,
-then numpy; see docs/benchmarks.md for a measured figure.
+Cost: one pass over the project's comparison submissions in task order with a server-side
+cursor, about 50 microseconds of Python per submission (docs/benchmarks.md). Pages and the API use
+``cached_agreement_report``: the report is kept in the cache under a signature of everything it
+depends on (the project's submissions, rejections and gold tasks), so it is computed again only
+after the data changed.
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models import Count, Max, Q
 
 from ..models import RATING_CRITERIA, Project, Submission, Task, TaskKind
-from .metrics import alpha_from_units, kendall_tau_b_rows, mid_ranks, rank_positions
+from .metrics import alpha_from_patterns, kendall_tau_b_rows, mid_ranks
 
 CHUNK = 5000
 
@@ -54,15 +59,16 @@ def _by_task(rows) -> Iterator[list[tuple]]:
         yield current
 
 
-def _pairs(rankings: list[list]) -> list[tuple[int, int, list[int], list[int]]]:
-    """(i, j, positions of i, positions of j) over the replies both ranked, for every two rankings."""
-    positions = [rank_positions(r) for r in rankings]
+def _pairs(ranks: list[dict]) -> list[tuple[int, int, list[float], list[float]]]:
+    """(i, j, ranks of i, ranks of j) over the replies both ranked, for every two rankings given
+    as {reply: rank}. Mid-ranks serve tau as well as group indexes would: tau-b only looks at the
+    order of two values and whether they tie."""
     out = []
-    for i in range(len(rankings)):
-        for j in range(i + 1, len(rankings)):
-            common = sorted(set(positions[i]) & set(positions[j]))
+    for i in range(len(ranks)):
+        for j in range(i + 1, len(ranks)):
+            common = sorted(ranks[i].keys() & ranks[j].keys())
             if len(common) >= 2:
-                out.append((i, j, [positions[i][r] for r in common], [positions[j][r] for r in common]))
+                out.append((i, j, [ranks[i][r] for r in common], [ranks[j][r] for r in common]))
     return out
 
 
@@ -81,32 +87,38 @@ def _taus(pairs: list[tuple[list, list]]) -> np.ndarray:
 
 class _TaskUnits:
     """What one task with two or more annotators contributes: ranking units (one per reply, the
-    annotators' mid-ranks), rating units per criterion, and the annotator pairs."""
+    annotators' mid-ranks as a sorted tuple, which is all alpha needs of a unit), rating units per
+    criterion, and the annotator pairs."""
+
+    __slots__ = ("annotators", "rank", "ratings", "pairs")
 
     def __init__(self, subs: list[tuple]):
         """``subs``: (annotator, ranking, ratings) of one task."""
         self.annotators = [a for a, _, _ in subs]
         mids = [mid_ranks(ranking) for _, ranking, _ in subs]
-        self.rank = [[m[rid] for m in mids if rid in m] for rid in sorted(set().union(*mids))]
-        self.ratings: dict[str, list[list[int]]] = {}
-        for criterion in RATING_CRITERIA:
-            per_reply: dict[str, list[int]] = defaultdict(list)
-            for _, _, ratings in subs:
-                for rid, scores in (ratings or {}).items():
-                    value = (scores or {}).get(criterion) if isinstance(scores, dict) else None
-                    if value is not None:
-                        per_reply[rid].append(value)
-            self.ratings[criterion] = list(per_reply.values())
-        self.pairs = [(self.annotators[i], self.annotators[j], x, y)
-                      for i, j, x, y in _pairs([ranking for _, ranking, _ in subs])]
+        per_reply: dict[int, list[float]] = defaultdict(list)
+        for m in mids:
+            for rid, value in m.items():
+                per_reply[rid].append(value)
+        self.rank = [tuple(sorted(values)) for values in per_reply.values()]
+        rated: dict[str, dict[str, list[int]]] = {c: defaultdict(list) for c in RATING_CRITERIA}
+        for _, _, ratings in subs:
+            for rid, scores in (ratings or {}).items():
+                if isinstance(scores, dict):
+                    for criterion, value in scores.items():
+                        if criterion in rated:
+                            rated[criterion][rid].append(value)
+        self.ratings = {c: [tuple(sorted(v)) for v in by_reply.values()] for c, by_reply in rated.items()}
+        self.pairs = [(self.annotators[i], self.annotators[j], x, y) for i, j, x, y in _pairs(mids)]
 
 
 class _Accumulator:
-    """Units and pairs of one slice (the project, one version, one annotator's tasks)."""
+    """Units (as pattern counts: alpha depends on a unit only through the multiset of its values)
+    and pairs of one slice: the project, one version, one annotator's tasks."""
 
     def __init__(self):
-        self.rank_units: list[list[float]] = []
-        self.rating_units: dict[str, list[list[int]]] = {c: [] for c in RATING_CRITERIA}
+        self.rank_units: Counter = Counter()
+        self.rating_units: dict[str, Counter] = {c: Counter() for c in RATING_CRITERIA}
         self.pairs: list[tuple[list, list]] = []
         self.pair_annotators: list[tuple[int, int]] = []
         self.tasks = 0
@@ -115,10 +127,10 @@ class _Accumulator:
     def add(self, units: _TaskUnits, *, ratings: bool = True, pairs: bool = True) -> None:
         self.tasks += 1
         self.submissions += len(units.annotators)
-        self.rank_units.extend(units.rank)
+        self.rank_units.update(units.rank)
         if ratings:
             for criterion, values in units.ratings.items():
-                self.rating_units[criterion].extend(values)
+                self.rating_units[criterion].update(values)
         if pairs:
             for a, b, x, y in units.pairs:
                 self.pairs.append((x, y))
@@ -127,10 +139,10 @@ class _Accumulator:
     def report(self, taus: np.ndarray | None = None) -> dict:
         taus = _taus(self.pairs) if taus is None else taus
         defined = taus[~np.isnan(taus)]
-        alpha, units = alpha_from_units(self.rank_units)
+        alpha, units = alpha_from_patterns(self.rank_units)
         ratings = {}
         for criterion, rating_units in self.rating_units.items():
-            r_alpha, r_units = alpha_from_units(rating_units)
+            r_alpha, r_units = alpha_from_patterns(rating_units)
             ratings[criterion] = {"alpha": _round(r_alpha), "units": r_units}
         return {
             "rankings": {"alpha": _round(alpha), "units": units, "tasks": self.tasks,
@@ -177,6 +189,32 @@ def agreement_report(*, project: Project, instruction_version: int | None = None
     return report
 
 
+CACHE_SECONDS = 24 * 3600
+
+
+def report_signature(*, project: Project) -> str:
+    """Changes whenever the report could: a submission added, one rejected (rejected work is left
+    out), a task made gold or back (gold is left out). One aggregate over the project's rows."""
+    subs = Submission.objects.filter(project=project, kind=TaskKind.COMPARISON).aggregate(
+        n=Count("id"), last=Max("id"), rejected=Count("id", filter=Q(status=Submission.Status.REJECTED)))
+    gold = Task.objects.filter(project=project, state=Task.State.GOLD).aggregate(n=Count("id"), s=Max("id"))
+    from .models import GoldStandard
+
+    changed = GoldStandard.objects.filter(project=project).aggregate(t=Max("updated_at"))["t"]
+    return f"{subs['n']}.{subs['last']}.{subs['rejected']}.{gold['n']}.{gold['s']}.{changed and changed.timestamp()}"
+
+
+def cached_agreement_report(*, project: Project, instruction_version: int | None = None) -> dict:
+    # The creation time tells apart two projects that had the same id (a database rebuilt under a kept cache).
+    key = (f"quality:agreement:v1:{project.pk}:{project.created_at.timestamp()}:{instruction_version}:"
+           f"{report_signature(project=project)}")
+    report = cache.get(key)
+    if report is None:
+        report = agreement_report(project=project, instruction_version=instruction_version)
+        cache.set(key, report, CACHE_SECONDS)
+    return report
+
+
 def _annotator_rows(overall: _Accumulator, taus: np.ndarray, by_annotator: dict[int, _Accumulator]) -> list[dict]:
     per: dict[int, list[float]] = defaultdict(list)
     undefined: dict[int, int] = defaultdict(int)
@@ -189,7 +227,7 @@ def _annotator_rows(overall: _Accumulator, taus: np.ndarray, by_annotator: dict[
     names = dict(get_user_model().objects.filter(pk__in=list(by_annotator)).values_list("pk", "username"))
     rows = []
     for annotator, acc in by_annotator.items():
-        alpha, units = alpha_from_units(acc.rank_units)
+        alpha, units = alpha_from_patterns(acc.rank_units)
         values = per.get(annotator, [])
         rows.append({"annotator_id": annotator, "username": names.get(annotator, str(annotator)),
                      "tasks": acc.tasks, "alpha": _round(alpha), "units": units,
@@ -203,7 +241,7 @@ def task_mean_taus(rankings_by_task: Iterable[tuple[int, list]]) -> dict[int, fl
     used by exports to keep only tasks whose annotators agree."""
     out: dict[int, float | None] = {}
     for task_id, rankings in rankings_by_task:
-        taus = _taus([(x, y) for _i, _j, x, y in _pairs(rankings)])
+        taus = _taus([(x, y) for _i, _j, x, y in _pairs([mid_ranks(r) for r in rankings])])
         defined = taus[~np.isnan(taus)]
         out[task_id] = float(defined.mean()) if defined.size else None
     return out

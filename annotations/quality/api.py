@@ -235,7 +235,7 @@ class AnnotatorAnalyticsListView(ProjectScopedView):
         days = _int_param(request, "days", lo=1, hi=365, default=7)
         peers = None
         if _bool_param(request, "peers", True):
-            report = agreement.agreement_report(project=self.project)
+            report = agreement.cached_agreement_report(project=self.project)
             peers = {row["annotator_id"]: row for row in report["by_annotator"]}
         rows = analytics.annotator_analytics(project=self.project, days=days, peers=peers)
         return Response(AnnotatorAnalyticsOut(rows, many=True).data)
@@ -248,7 +248,7 @@ class AnnotatorAnalyticsDetailView(ProjectScopedView):
     def get(self, request, project_id, user_id):
         _check_params(request, {"days"})
         days = _int_param(request, "days", lo=1, hi=365, default=7)
-        report = agreement.agreement_report(project=self.project)
+        report = agreement.cached_agreement_report(project=self.project)
         peers = {row["annotator_id"]: row for row in report["by_annotator"]}
         rows = analytics.annotator_analytics(project=self.project, days=days, annotator_id=user_id, peers=peers)
         if not rows:
@@ -287,7 +287,7 @@ class AgreementView(ProjectScopedView):
     def get(self, request, project_id):
         _check_params(request, {"instruction_version"})
         version = _int_param(request, "instruction_version", lo=1, hi=1_000_000, default=None)
-        return Response(AgreementOut(agreement.agreement_report(project=self.project,
+        return Response(AgreementOut(agreement.cached_agreement_report(project=self.project,
                                                                 instruction_version=version)).data)
 
 
@@ -345,7 +345,7 @@ class GoldDetailView(ProjectScopedView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id, task_id):
-        gold.unset_gold(project=self.project, task_id=task_id)
+        gold.unset_gold(project=self.project, task_id=task_id, actor=request.user)
         return Response(status=204)
 
 
@@ -373,12 +373,12 @@ class RuleDetailView(ProjectScopedView):
             raise NotFound()
         data = RuleIn(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return Response(RuleOut(rules.update_rule(project=self.project, rule_id=rule_id,
+        return Response(RuleOut(rules.update_rule(project=self.project, rule_id=rule_id, actor=request.user,
                                                   **data.validated_data)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id, rule_id):
-        rules.delete_rule(project=self.project, rule_id=rule_id)
+        rules.delete_rule(project=self.project, rule_id=rule_id, actor=request.user)
         return Response(status=204)
 
 

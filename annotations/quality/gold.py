@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from ..errors import InvalidInput, NotFound
 from ..models import Project, Submission, Task, TaskKind
+from ..services import audit
 from ..services.leases import state_after
 from ..services.submissions import MAX_REPLY_CHARS, validate_flags, validate_ranking, validate_ratings
 from . import completion, metrics
@@ -47,7 +48,9 @@ def set_gold(*, project: Project, task_id: int, created_by, ranking=None, rating
                              "source_submission": source, **reference})
     if task.state != Task.State.GOLD:
         Task.objects.filter(pk=task.pk).update(state=Task.State.GOLD, completed_at=None)
-    rescore(gold=gold)
+    scored = rescore(gold=gold)
+    audit.record(action=audit.Action.GOLD_SET, actor=created_by, project=project, target=f"task {task.pk}",
+                 details={"from_submission": source.pk if source else None, "scored": scored})
     return gold
 
 
@@ -76,7 +79,7 @@ def _validated_reference(task: Task, *, ranking, ratings, flags, text) -> dict:
 
 
 @transaction.atomic
-def unset_gold(*, project: Project, task_id: int) -> Task:
+def unset_gold(*, project: Project, task_id: int, actor=None) -> Task:
     """The task goes back to the normal pool; its submissions count again like any others."""
     task = Task.objects.select_for_update(no_key=True).filter(project=project, pk=task_id).first()
     if task is None or not GoldStandard.objects.filter(task=task).exists():
@@ -85,6 +88,7 @@ def unset_gold(*, project: Project, task_id: int) -> Task:
     Task.objects.filter(pk=task.pk).update(state=Task.State.OPEN)
     Task.objects.filter(pk=task.pk).update(state=state_after(overlap=project.overlap))
     completion.recount_task(task=task, overlap=project.overlap, now=timezone.now())
+    audit.record(action=audit.Action.GOLD_UNSET, actor=actor, project=project, target=f"task {task.pk}")
     task.refresh_from_db()
     return task
 

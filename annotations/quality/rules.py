@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from ..errors import InvalidInput, NotFound
 from ..models import Membership, Project, Submission
+from ..services import audit
 from .models import GoldScore, Notification, QualityRule
 
 METRIC_LABELS = {
@@ -46,6 +47,7 @@ def metric_value(*, project: Project, annotator_id: int, metric: str, window: in
     raise InvalidInput(f"Unknown metric {metric!r}.", field="metric")
 
 
+@transaction.atomic
 def evaluate_rules(*, project: Project, annotator_id: int, metrics: Iterable[str] | None = None,
                    now=None) -> list[Notification]:
     """Apply the project's active rules (optionally only those on ``metrics``) to one annotator.
@@ -78,6 +80,8 @@ def evaluate_rules(*, project: Project, annotator_id: int, metrics: Iterable[str
             membership.paused_at = now
             membership.paused_reason = reason
             membership.save(update_fields=["paused_at", "paused_reason"])
+            audit.record(action=audit.Action.MEMBER_PAUSED, project=project,
+                         target=audit.user_target(membership.user), details={"rule": rule.pk, **data})
             created.append(Notification.objects.create(
                 project=project, kind=Notification.Kind.ANNOTATOR_PAUSED, subject_id=annotator_id, rule=rule,
                 message=f"{who} was paused: {reason}. No new tasks are served to them until an admin resumes them.",
@@ -100,11 +104,18 @@ def create_rule(*, project: Project, created_by, metric: str, threshold: float, 
                        min_samples=min_samples, window=window, action=action, active=active)
     _check(rule)
     rule.save()
+    _audit_rule(rule, "created", created_by)
     return rule
 
 
+def _audit_rule(rule: QualityRule, what: str, actor) -> None:
+    audit.record(action=audit.Action.QUALITY_RULE, actor=actor, project=rule.project_id, target=f"rule {rule.pk}",
+                 details={"change": what, "metric": rule.metric, "threshold": rule.threshold, "window": rule.window,
+                          "min_samples": rule.min_samples, "action": rule.action, "active": rule.active})
+
+
 @transaction.atomic
-def update_rule(*, project: Project, rule_id: int, **changes) -> QualityRule:
+def update_rule(*, project: Project, rule_id: int, actor=None, **changes) -> QualityRule:
     rule = QualityRule.objects.select_for_update(no_key=True).filter(project=project, pk=rule_id).first()
     if rule is None:
         raise NotFound("No such rule in this project.")
@@ -113,6 +124,7 @@ def update_rule(*, project: Project, rule_id: int, **changes) -> QualityRule:
             setattr(rule, field, changes[field])
     _check(rule)
     rule.save()
+    _audit_rule(rule, "changed", actor)
     return rule
 
 
@@ -130,9 +142,13 @@ def _check(rule: QualityRule) -> None:
         raise InvalidInput(f"{field}: {' '.join(errors)}", field=field) from None
 
 
-def delete_rule(*, project: Project, rule_id: int) -> None:
-    if not QualityRule.objects.filter(project=project, pk=rule_id).delete()[0]:
+@transaction.atomic
+def delete_rule(*, project: Project, rule_id: int, actor=None) -> None:
+    rule = QualityRule.objects.filter(project=project, pk=rule_id).first()
+    if rule is None:
         raise NotFound("No such rule in this project.")
+    _audit_rule(rule, "deleted", actor)
+    rule.delete()
 
 
 @transaction.atomic
@@ -147,6 +163,8 @@ def pause_annotator(*, project: Project, user_id: int, reason: str, by=None) -> 
         membership.paused_at = timezone.now()
         membership.paused_reason = reason
         membership.save(update_fields=["paused_at", "paused_reason"])
+        audit.record(action=audit.Action.MEMBER_PAUSED, actor=by, project=project,
+                     target=audit.user_target(membership.user), details={"reason": reason})
         Notification.objects.create(
             project=project, kind=Notification.Kind.ANNOTATOR_PAUSED, subject_id=user_id,
             message=f"{membership.user.username} was paused by {getattr(by, 'username', 'an admin')}: {reason}.",
@@ -157,10 +175,14 @@ def pause_annotator(*, project: Project, user_id: int, reason: str, by=None) -> 
 @transaction.atomic
 def resume_annotator(*, project: Project, user_id: int, by=None) -> Membership:
     """Serve the member again. Rules from now on look only at work after this moment."""
-    membership = Membership.objects.select_for_update(no_key=True).filter(project=project, user_id=user_id).first()
+    membership = (Membership.objects.select_for_update(of=("self",), no_key=True).select_related("user")
+                  .filter(project=project, user_id=user_id).first())
     if membership is None:
         raise NotFound("No such member.")
     now = timezone.now()
+    if membership.paused_at is not None:
+        audit.record(action=audit.Action.MEMBER_RESUMED, actor=by, project=project,
+                     target=audit.user_target(membership.user), details={"was": membership.paused_reason})
     membership.paused_at = None
     membership.paused_reason = ""
     membership.quality_since = now

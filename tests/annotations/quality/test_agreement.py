@@ -126,3 +126,23 @@ def test_task_mean_taus_for_exports():
     same, reverse = [[1], [2], [3]], [[3], [2], [1]]
     assert task_mean_taus([(1, [same, same, same]), (2, [same, reverse]), (3, [same]), (4, [[[1, 2, 3]], same])]) == {
         1: 1.0, 2: -1.0, 3: None, 4: None}
+
+
+def test_cached_report_is_reused_until_the_data_changes(project, monkeypatch):
+    from annotations.quality import agreement, gold
+
+    a, b = UserFactory(), UserFactory()
+    same, reverse = [[0], [1], [2]], [[2], [1], [0]]
+    ranked_task(project, 3, [(a, same), (b, same)])
+    computed = []
+    real = agreement.agreement_report
+    monkeypatch.setattr(agreement, "agreement_report", lambda **kw: computed.append(kw) or real(**kw))
+    first = agreement.cached_agreement_report(project=project)
+    assert agreement.cached_agreement_report(project=project) == first and len(computed) == 1  # from Redis
+    _task, ids, (_x, disagreeing) = ranked_task(project, 3, [(a, same), (b, reverse)])
+    assert agreement.cached_agreement_report(project=project)["rankings"]["mean_tau"] == 0.0  # a new submission
+    Submission.objects.filter(pk=disagreeing.pk).update(status="rejected")
+    assert agreement.cached_agreement_report(project=project)["rankings"]["mean_tau"] == 1.0  # a rejection
+    gold.set_gold(project=project, task_id=_task.pk, created_by=project.created_by, ranking=[[i] for i in ids])
+    assert agreement.cached_agreement_report(project=project)["rankings"]["tasks"] == 1  # gold changes too
+    assert len(computed) == 4

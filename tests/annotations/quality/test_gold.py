@@ -190,3 +190,25 @@ def test_gold_is_served_only_within_the_kinds_asked_for(project, annotator):
     demo = TaskFactory(project=project)
     assert lease_next_task(project=project, annotator=annotator, kinds=["demonstration"]).task_id == demo.pk
     assert lease_next_task(project=project, annotator=annotator, kinds=["comparison"]).task_id == golden.pk
+
+
+def test_admin_quality_actions_and_automatic_pauses_are_in_the_audit_log(project, annotator, member):
+    from annotations.models import AuditEntry
+
+    admin = project.created_by
+    set_rate(project, gold_rate=1.0)
+    task = TaskFactory(project=project)
+    gold.set_gold(project=project, task_id=task.pk, created_by=admin, text="ref")
+    rule = rules.create_rule(project=project, created_by=admin, metric="gold_accuracy", threshold=0.9,
+                             min_samples=1, window=5)
+    lease = lease_next_task(project=project, annotator=annotator)
+    submit_demonstration(lease_id=lease.pk, annotator=annotator, idempotency_key="a", text="something else")
+    rules.resume_annotator(project=project, user_id=annotator.pk, by=admin)
+    rules.update_rule(project=project, rule_id=rule.pk, actor=admin, active=False)
+    rules.delete_rule(project=project, rule_id=rule.pk, actor=admin)
+    gold.unset_gold(project=project, task_id=task.pk, actor=admin)
+    entries = list(AuditEntry.objects.filter(project=project).order_by("id").values_list("action", "actor_name"))
+    assert entries[-7:] == [("gold.set", admin.username), ("quality_rule.changed", admin.username),
+                            ("member.paused", ""), ("member.resumed", admin.username),
+                            ("quality_rule.changed", admin.username), ("quality_rule.changed", admin.username),
+                            ("gold.unset", admin.username)]
