@@ -38,13 +38,18 @@ def main() -> None:
         key = split.prompt_key(conversation)
         side = split.split_of(key, 0.1)
         if i % 2 == 0:
-            sft.write(side, {"messages": conversation + [{"role": "assistant", "content": f"Answer {i}. " * 8}]})
+            sft.write(side, {"messages": conversation + [{"role": "assistant", "content": f"Answer {i}. " * 8}]},
+                      meta={"task_id": i, "submission_id": i, "reply_id": i, "annotator_id": i % 50,
+                            "instruction_version": 1, "review": "not_sampled", "task_complete": True})
             rows += 1
         else:
             replies = {r: f"Reply {r} to question {i}. " * 6 for r in range(4)}
+            meta = {"task_id": i, "submission_ids": [i], "review": {"not_sampled": 1}, "task_complete": True,
+                    "agreement_tau": None}
             for chosen, rejected in pairs.pairs_from_rankings([[[0], [1, 2], [3]]]):
                 dpo.write(side, {"prompt": conversation, "chosen": [{"role": "assistant", "content": replies[chosen]}],
-                                 "rejected": [{"role": "assistant", "content": replies[rejected]}]})
+                                 "rejected": [{"role": "assistant", "content": replies[rejected]}]},
+                          meta={**meta, "chosen_reply_id": chosen, "rejected_reply_id": rejected})
                 rows += 1
     files = {**sft.close(), **dpo.close()}
     wall = time.monotonic() - started

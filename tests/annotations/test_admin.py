@@ -41,3 +41,25 @@ def test_publishing_through_the_admin_goes_through_the_service(client, project):
     assert response.status_code == 302
     project.refresh_from_db()
     assert project.current_instructions.number == 2 and project.current_instructions.body == "# New rules"
+
+
+def test_quality_admin_pages_open_on_real_rows(client, project):
+    """Gold references, their scores, rules and notifications: the change pages of real rows."""
+    from annotations.quality import gold, rules
+    from annotations.quality.models import GoldScore, GoldStandard, Notification, QualityRule
+
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    annotator = UserFactory()
+    MembershipFactory(project=project, user=annotator)
+    task = TaskFactory(project=project)
+    lease = lease_next_task(project=project, annotator=annotator)
+    submit_demonstration(lease_id=lease.pk, annotator=annotator, idempotency_key="k", text="x")
+    gold.set_gold(project=project, task_id=task.pk, created_by=project.created_by, text="the reference")
+    rules.create_rule(project=project, created_by=project.created_by, metric="gold_accuracy", threshold=0.5)
+    rules.pause_annotator(project=project, user_id=annotator.pk, reason="check", by=project.created_by)
+    client.force_login(staff)
+    for model in (GoldStandard, GoldScore, QualityRule, Notification):
+        row = model.objects.get()
+        meta = model._meta
+        response = client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[row.pk]))
+        assert response.status_code == 200, meta
