@@ -13,7 +13,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from annotations import selectors
-from annotations.errors import DomainError
+from annotations.errors import DomainError, InvalidInput
 from annotations.models import Role, Submission, TaskKind
 from annotations.permissions import ADMINS
 from annotations.quality import agreement, analytics, gold, rules
@@ -90,8 +90,6 @@ def _quality_action(request, project) -> None:
 
 
 def _number(raw, field: str, kind):
-    from annotations.errors import InvalidInput
-
     try:
         return kind(raw)
     except (TypeError, ValueError):
@@ -136,8 +134,6 @@ def parse_letter_ranking(text: str, letters: dict[str, int]) -> list[list[int]]:
 
 
 def raise_invalid(message: str):
-    from annotations.errors import InvalidInput
-
     raise InvalidInput(message, field="ranking")
 
 
@@ -174,7 +170,7 @@ def gold_page(request, project_id: int):
             form["error"] = exc.message
             status = 400
     context = {"project": project, "membership": membership, "is_admin": membership.role == Role.ADMIN,
-               "golds": _gold_rows(project), "task": task, "form": form}
+               "golds": gold.gold_tasks(project=project)[:500], "task": task, "form": form}
     if task is not None:
         context.update(_task_preview(project, task))
     return render(request, "frontend/gold.html", context, status=status)
@@ -214,9 +210,3 @@ def _task_preview(project, task) -> dict:
                                                              for g in (s.ranking or []))} for s in submissions],
     }
 
-
-def _gold_rows(project):
-    from django.db.models import Avg, Count
-
-    return (GoldStandard.objects.filter(project=project).select_related("task", "created_by")
-            .annotate(scored=Count("scores"), mean_score=Avg("scores__score")).order_by("-updated_at")[:500])

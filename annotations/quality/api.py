@@ -291,16 +291,6 @@ class AgreementView(ProjectScopedView):
                                                                 instruction_version=version)).data)
 
 
-def _gold_rows(project, task_id=None):
-    from django.db.models import Avg, Count
-
-    rows = GoldStandard.objects.filter(project=project).select_related("task", "created_by").annotate(
-        scored=Count("scores"), mean_score=Avg("scores__score"))
-    if task_id is not None:
-        rows = rows.filter(task_id=task_id)
-    return rows
-
-
 def _gold_fields(validated: dict) -> dict:
     return {"ranking": validated.get("ranking"), "ratings": validated.get("ratings"),
             "flags": validated.get("flags"), "text": validated.get("text"), "note": validated.get("note", ""),
@@ -312,7 +302,7 @@ class GoldListView(ProjectScopedView):
 
     @extend_schema(responses=GoldOut(many=True))
     def get(self, request, project_id):
-        return Response(GoldOut(_gold_rows(self.project)[:1000], many=True).data)
+        return Response(GoldOut(gold.gold_tasks(project=self.project)[:1000], many=True).data)
 
     @extend_schema(request=GoldCreateIn, responses={201: GoldOut})
     def post(self, request, project_id):
@@ -320,7 +310,7 @@ class GoldListView(ProjectScopedView):
         data.is_valid(raise_exception=True)
         ref = gold.set_gold(project=self.project, task_id=data.validated_data["task"], created_by=request.user,
                             **_gold_fields(data.validated_data))
-        return Response(GoldOut(_gold_rows(self.project, ref.task_id).get()).data, status=201)
+        return Response(GoldOut(gold.gold_tasks(project=self.project, task_id=ref.task_id).get()).data, status=201)
 
 
 class GoldDetailView(ProjectScopedView):
@@ -328,7 +318,7 @@ class GoldDetailView(ProjectScopedView):
 
     @extend_schema(responses=GoldOut)
     def get(self, request, project_id, task_id):
-        row = _gold_rows(self.project, task_id).first()
+        row = gold.gold_tasks(project=self.project, task_id=task_id).first()
         if row is None:
             raise NotFound()
         return Response(GoldOut(row).data)
@@ -341,7 +331,7 @@ class GoldDetailView(ProjectScopedView):
         data.is_valid(raise_exception=True)
         gold.set_gold(project=self.project, task_id=task_id, created_by=request.user,
                       **_gold_fields(data.validated_data))
-        return Response(GoldOut(_gold_rows(self.project, task_id).get()).data)
+        return Response(GoldOut(gold.gold_tasks(project=self.project, task_id=task_id).get()).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id, task_id):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from ..models import Project, Submission, Task
@@ -50,8 +50,3 @@ def recompute_completion(*, project: Project, now: datetime) -> int:
     n += tasks.filter(accepted_count__lt=k, completed_at__isnull=False).update(completed_at=None)
     return n
 
-
-def completion_counts(*, project: Project) -> dict:
-    tasks = Task.objects.filter(project=project).exclude(state=Task.State.GOLD)
-    return tasks.aggregate(complete=Count("id", filter=Q(completed_at__isnull=False)),
-                           incomplete=Count("id", filter=Q(completed_at__isnull=True)))

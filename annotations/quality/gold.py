@@ -54,6 +54,15 @@ def set_gold(*, project: Project, task_id: int, created_by, ranking=None, rating
     return gold
 
 
+def gold_tasks(*, project: Project, task_id: int | None = None):
+    """The project's gold references with how often and how well they were answered."""
+    from django.db.models import Avg, Count
+
+    rows = GoldStandard.objects.filter(project=project).select_related("task", "created_by").annotate(
+        scored=Count("scores"), mean_score=Avg("scores__score")).order_by("-updated_at")
+    return rows.filter(task_id=task_id) if task_id is not None else rows
+
+
 def _fixed_or_own_text(submission: Submission) -> str:
     fix = submission.reviews.filter(decision="fix").select_related("fixed_reply").order_by("-id").first()
     if fix is not None and fix.fixed_reply is not None:

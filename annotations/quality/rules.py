@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Avg, Count, Q
 from django.utils import timezone
 
 from ..errors import InvalidInput, NotFound
@@ -202,11 +201,3 @@ def mark_read(*, project: Project, notification_id: int, by) -> Notification:
         note.save(update_fields=["read_at", "read_by"])
     return note
 
-
-def unread_counts(*, project: Project) -> dict:
-    return Notification.objects.filter(project=project).aggregate(
-        unread=Count("id", filter=Q(read_at__isnull=True)), total=Count("id"))
-
-
-def gold_accuracy(*, project: Project, annotator_id: int) -> float | None:
-    return GoldScore.objects.filter(project=project, annotator_id=annotator_id).aggregate(a=Avg("score"))["a"]
