@@ -466,6 +466,8 @@ class AuditEntry(models.Model):
         SNAPSHOT_CREATED = "snapshot.created", "Dataset snapshot created"
         EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
         FINETUNE_STARTED = "finetune.started", "Finetune started"
+        FINETUNE_CANCELLED = "finetune.cancelled", "Finetune cancelled"
+        FINETUNE_RETRIED = "finetune.retried", "Finetune retried"
         TOKEN_CREATED = "token.created", "API token created"
         TOKEN_REVOKED = "token.revoked", "API token revoked"
         REPORT_TOKEN_CREATED = "report_token.created", "Report ingestion token created"

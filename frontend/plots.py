@@ -71,3 +71,59 @@ def rating_plot(leaderboard: dict) -> dict | None:
             "name_x": LEFT - 10,
             "legend": [{"series": key, "label": label, "x": LEFT + 10 + 110 * n, "box_x": LEFT + 5 + 110 * n,
                         "text_x": LEFT + 20 + 110 * n} for n, (key, label, _) in enumerate(SERIES)]}
+
+
+# -- the finetune job's loss curve (``frontend/_loss_plot.svg``, a standalone SVG image) ------------
+LOSS_W, LOSS_H = 720, 280
+LOSS_LEFT, LOSS_RIGHT, LOSS_TOP, LOSS_BOTTOM = 64, 20, 20, 44
+MAX_POINTS = 2000  # a long run is thinned for drawing (every step stays in the job and the API)
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    step = _nice_step(hi - lo)
+    first = math.ceil(lo / step) * step
+    out, value = [], first
+    while value <= hi + step * 1e-9:
+        out.append(round(value, 10))
+        value += step
+    return out
+
+
+def loss_plot(metrics: list[dict], total_steps: int = 0) -> dict:
+    """Training loss per optimiser step in SVG coordinates. Steps whose loss was not finite are
+    left out (the trainer reports them as null); with no finite loss yet, only the frame."""
+    points = [(int(m["step"]), float(m["loss"])) for m in metrics or []
+              if isinstance(m.get("loss"), (int, float)) and math.isfinite(m["loss"]) and m.get("step") is not None]
+    if len(points) > MAX_POINTS:
+        stride = math.ceil(len(points) / MAX_POINTS)
+        points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+    plot_w = LOSS_W - LOSS_LEFT - LOSS_RIGHT
+    plot_h = LOSS_H - LOSS_TOP - LOSS_BOTTOM
+    last_step = max([total_steps or 0, *(s for s, _ in points)] or [1])
+    x_hi = max(last_step, 2)
+    frame = {"width": LOSS_W, "height": LOSS_H, "left": LOSS_LEFT, "right": LOSS_W - LOSS_RIGHT, "top": LOSS_TOP,
+             "bottom": LOSS_H - LOSS_BOTTOM, "x_label_y": LOSS_H - 6, "tick_label_y": LOSS_H - LOSS_BOTTOM + 16,
+             "y_label_x": 14, "mid_y": LOSS_TOP + plot_h / 2, "empty": not points, "points": "", "dots": [],
+             "x_ticks": [], "y_ticks": [], "first": None, "last": None, "count": len(points)}
+    if not points:
+        return frame
+    losses = [v for _, v in points]
+    lo, hi = min(losses), max(losses)
+    pad = max((hi - lo) * 0.08, abs(hi) * 0.02, 1e-3)
+    lo, hi = lo - pad, hi + pad
+
+    def x(step: float) -> float:
+        return round(LOSS_LEFT + (step - 1) / (x_hi - 1) * plot_w, 1)
+
+    def y(value: float) -> float:
+        return round(LOSS_TOP + (hi - value) / (hi - lo) * plot_h, 1)
+
+    frame.update(
+        points=" ".join(f"{x(s)},{y(v)}" for s, v in points),
+        dots=[{"x": x(s), "y": y(v), "step": s, "loss": round(v, 4)} for s, v in points] if len(points) <= 60 else [],
+        x_ticks=[{"x": x(t), "label": f"{t:g}"} for t in _ticks(1, x_hi) if t >= 1 and t == int(t)],
+        y_ticks=[{"y": y(t), "label": f"{t:.4g}"} for t in _ticks(lo, hi)],
+        first={"step": points[0][0], "loss": round(points[0][1], 4)},
+        last={"step": points[-1][0], "loss": round(points[-1][1], 4)},
+    )
+    return frame

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import evaluation, feedback, labelling, quality, review, screening, staff, views
+from . import datasets, evaluation, feedback, labelling, quality, review, screening, staff, views
 
 P = "projects/<int:project_id>/"
 
@@ -18,6 +18,10 @@ urlpatterns = [
     path(P + "quality/annotators/<int:user_id>/", quality.annotator, name="quality-annotator-page"),
     path(P + "gold/", quality.gold_page, name="gold"),
     path(P + "jobs/", staff.model_jobs, name="model-jobs-page"),
+    path(P + "datasets/", datasets.datasets, name="datasets"),
+    path(P + "datasets/status/", datasets.datasets_status, name="datasets-status"),
+    path(P + "finetunes/<int:finetune_id>/", datasets.finetune_page, name="finetune-page"),
+    path(P + "finetunes/<int:finetune_id>/loss.svg", datasets.finetune_loss, name="finetune-loss"),
     path(P + "instructions/", staff.instructions_editor, name="instructions"),
     path(P + "settings/", staff.project_settings, name="project-settings"),
     path(P + "audit/", staff.audit_log, name="audit-log"),

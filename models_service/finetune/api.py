@@ -80,7 +80,7 @@ class FinetuneCancelView(ProjectScopedView):
 
     @extend_schema(request=None, responses=FinetuneOut)
     def post(self, request, project_id, finetune_id):
-        service.cancel_finetune_job(job_id=_job(self, finetune_id).pk, project=self.project)
+        service.cancel_finetune_job(job_id=_job(self, finetune_id).pk, project=self.project, actor=request.user)
         return Response(FinetuneOut(_job(self, finetune_id)).data)
 
 
@@ -89,5 +89,5 @@ class FinetuneRetryView(ProjectScopedView):
 
     @extend_schema(request=None, responses={202: FinetuneOut})
     def post(self, request, project_id, finetune_id):
-        service.retry_finetune_job(job_id=_job(self, finetune_id).pk, project=self.project)
+        service.retry_finetune_job(job_id=_job(self, finetune_id).pk, project=self.project, actor=request.user)
         return Response(FinetuneOut(_job(self, finetune_id)).data, status=202)

@@ -81,7 +81,7 @@ def create_finetune_job(*, project: Project, snapshot: DatasetSnapshot, method: 
     return job
 
 
-def cancel_finetune_job(*, job_id: int, project: Project | None = None) -> FinetuneJob:
+def cancel_finetune_job(*, job_id: int, project: Project | None = None, actor=None) -> FinetuneJob:
     """Mark the job cancelled; the parent sees it within a second and kills the child."""
     with transaction.atomic():
         qs = FinetuneJob.objects.select_for_update()
@@ -93,10 +93,13 @@ def cancel_finetune_job(*, job_id: int, project: Project | None = None) -> Finet
             job.error = "cancelled"
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "error", "finished_at"])
+            audit.record(action=audit.Action.FINETUNE_CANCELLED, actor=actor, project=job.project_id,
+                         target=f"finetune {job.pk}", details={"step": job.step})
     return job
 
 
-def retry_finetune_job(*, job_id: int, project: Project | None = None, enqueue: bool = True) -> FinetuneJob:
+def retry_finetune_job(*, job_id: int, project: Project | None = None, enqueue: bool = True,
+                       actor=None) -> FinetuneJob:
     with transaction.atomic():
         job = FinetuneJob.objects.select_for_update().filter(
             pk=job_id, **({"project": project} if project else {})).first()
@@ -108,6 +111,8 @@ def retry_finetune_job(*, job_id: int, project: Project | None = None, enqueue: 
         FinetuneJob.objects.filter(pk=job.pk).update(status=FinetuneJob.Status.PENDING, error="", progress=0, step=0,
                                                      metrics=[], child_pid=None, finished_at=None)
         job.refresh_from_db()
+        audit.record(action=audit.Action.FINETUNE_RETRIED, actor=actor, project=job.project_id,
+                     target=f"finetune {job.pk}", details={"attempts": job.attempts})
         if enqueue:
             _enqueue(job)
     return job

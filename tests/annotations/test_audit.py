@@ -114,6 +114,24 @@ def test_finetune_started(api, project, admin_user, ready_snapshot):
     assert entry.details["snapshot"] == ready_snapshot.pk and entry.details["params"]["max_steps"] == 2
 
 
+def test_finetune_cancelled_and_retried(api, project, admin_user, member, ready_snapshot):
+    from models_service.models import FinetuneJob
+
+    engineer = member(Role.ENGINEER)
+    base = ModelVersion.objects.create(name="base-for-audit")
+    job = FinetuneJob.objects.create(project=project, snapshot=ready_snapshot, method="sft", base_model=base,
+                                     status="running", step=3)
+    url = f"/api/projects/{project.pk}/finetunes/{job.pk}/"
+    assert api(engineer).post(url + "cancel/").json()["status"] == "cancelled"
+    assert api(engineer).post(url + "cancel/").status_code == 200  # cancelling again changes nothing
+    entry = only(A.FINETUNE_CANCELLED, project=project)
+    assert entry.actor == engineer and entry.target == f"finetune {job.pk}" and entry.details == {"step": 3}
+    assert api(admin_user).post(url + "retry/").json()["status"] == "pending"
+    assert api(admin_user).post(url + "retry/").status_code == 400  # a pending job is not retried
+    entry = only(A.FINETUNE_RETRIED, project=project)
+    assert entry.actor == admin_user and entry.target == f"finetune {job.pk}"
+
+
 def test_token_created_once_and_revoked(api, annotator):
     for _ in range(2):  # asking again returns the same token and logs nothing new
         response = api().post("/api/auth/token/", {"username": annotator.username, "password": "pw-for-tests-only"},

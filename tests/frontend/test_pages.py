@@ -36,6 +36,8 @@ PAGES = {
     "leaderboard-page": ("get", {"admin", "reviewer", "engineer"}),
     "screening": ("get", {"admin", "reviewer", "engineer"}),
     "finding-exclude": ("post", {"admin"}),
+    "datasets": ("get", {"admin", "engineer"}),
+    "datasets-status": ("get", {"admin", "engineer"}),
 }
 
 
@@ -71,7 +73,8 @@ def url_for(name, world, user):
     path = {"start": "start", "instructions-ack": "instructions/ack", "submissions": "submissions",
             "instructions": "instructions", "project-settings": "settings", "imports": "imports",
             "review": "review", "model-jobs-page": "jobs", "arena": "arena", "arena-next": "arena/next",
-            "leaderboard-page": "leaderboard", "screening": "screening"}[name]
+            "leaderboard-page": "leaderboard", "screening": "screening", "datasets": "datasets",
+            "datasets-status": "datasets/status"}[name]
     return f"/projects/{p}/{path}/"
 
 
