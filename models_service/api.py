@@ -2,7 +2,6 @@
 AI-human agreement. Same project-scoped, deny-by-default base class as the labelling API."""
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -12,7 +11,7 @@ from annotations.api.views import ProjectScopedView
 from annotations.models import ModelVersion, TaskKind
 from annotations.permissions import STAFF
 
-from . import drafting, judge, selectors
+from . import drafting, jobs, judge, selectors
 from .models import AIRanking, Critique, ModelJob
 
 ADMIN_OR_ENGINEER = frozenset({"admin", "engineer"})
@@ -103,14 +102,7 @@ class ModelJobCancelView(ProjectScopedView):
 
     @extend_schema(request=None, responses=ModelJobOut)
     def post(self, request, project_id, job_id):
-        with transaction.atomic():
-            job = ModelJob.objects.select_for_update().filter(project=self.project, pk=job_id).first()
-            if job is None:
-                raise NotFound()
-            if job.status in (ModelJob.Status.PENDING, ModelJob.Status.RUNNING):
-                job.status = ModelJob.Status.CANCELLED
-                job.save(update_fields=["status"])
-        return Response(ModelJobOut(job).data)
+        return Response(ModelJobOut(jobs.cancel_job(job_id=job_id, project=self.project)).data)
 
 
 class SubmissionCritiqueView(ProjectScopedView):

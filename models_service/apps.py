@@ -32,9 +32,20 @@ def _register_recovery() -> None:
         FinetuneJob.objects.filter(pk=pk).update(status=FinetuneJob.Status.FAILED, error=reason, child_pid=None,
                                                  finished_at=timezone.now())
 
-    for kind, task in ((ModelJob.Kind.DRAFTING, "models_service.run_drafting_job"),
-                       (ModelJob.Kind.JUDGING, "models_service.run_judging_job")):
-        recovery.register(recovery.JobKind(MODEL_JOB_LOCK, ModelJob, task, fail_model_job, only={"kind": kind}))
+    def fail_eval_job(pk, reason):
+        from .evaluation.runs import advance_run
+
+        fail_model_job(pk, reason)
+        run_id = (ModelJob.objects.filter(pk=pk).values_list("params", flat=True).first() or {}).get("eval_run")
+        if run_id:
+            advance_run(run_id=run_id)  # a given-up generation job fails its run; a judge leaves it done
+
+    for kind, task, give_up in (
+            (ModelJob.Kind.DRAFTING, "models_service.run_drafting_job", fail_model_job),
+            (ModelJob.Kind.JUDGING, "models_service.run_judging_job", fail_model_job),
+            (ModelJob.Kind.EVAL_GENERATION, "models_service.run_eval_generation_job", fail_eval_job),
+            (ModelJob.Kind.ARENA_JUDGING, "models_service.run_arena_judging_job", fail_eval_job)):
+        recovery.register(recovery.JobKind(MODEL_JOB_LOCK, ModelJob, task, give_up, only={"kind": kind}))
     recovery.register(recovery.JobKind(FINETUNE_LOCK, FinetuneJob, "models_service.run_finetune", fail_finetune))
 
 

@@ -15,8 +15,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+
+from annotations.errors import NotFound
 
 from .client import ModelServerError
 from .models import ModelJob
@@ -189,3 +192,27 @@ def start(job: ModelJob, *, total: int, skipped: int) -> bool:
              failed=0)
     job.refresh_from_db()
     return bool(claimed)
+
+
+def cancel_job(*, job_id: int, project=None) -> ModelJob:
+    """Cancel a pending or running job (a finished one is left as it is). A running batch notices
+    within ``PROGRESS_EVERY_S`` and stops; a pending one is never started. A job that belongs to an
+    eval run moves its run on once this commits (the run is cancelled too): a job cancelled before
+    any worker took it would otherwise leave the run waiting for ever."""
+    with transaction.atomic():
+        job = ModelJob.objects.select_for_update().filter(
+            pk=job_id, **({"project": project} if project else {})).select_related("model_version").first()
+        if job is None:
+            raise NotFound("No such model job.")
+        if job.status in (ModelJob.Status.PENDING, ModelJob.Status.RUNNING):
+            job.status = ModelJob.Status.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+            run_id = (job.params or {}).get("eval_run")
+            if run_id:
+                from .evaluation.runs import advance_run
+
+                # after the commit: the job's row lock is gone before the run's is taken (the
+                # order every other path uses: run, then its jobs)
+                transaction.on_commit(lambda: advance_run(run_id=run_id))
+    return job

@@ -38,6 +38,7 @@ class Fit:
     ratings: np.ndarray  # (m,) on the Elo-like scale
     theta: np.ndarray  # (m,) natural-log odds units, sum zero
     iterations: int
+    converged: bool = True
 
 
 def tally(n_models: int, first: np.ndarray, second: np.ndarray, score: np.ndarray,
@@ -55,11 +56,13 @@ def tally(n_models: int, first: np.ndarray, second: np.ndarray, score: np.ndarra
     return S, N
 
 
-def _objective(theta: np.ndarray, S: np.ndarray, N: np.ndarray, ridge: float) -> float:
-    diff = theta[:, None] - theta[None, :]
+def _objective(theta: np.ndarray, S: np.ndarray, N: np.ndarray, ridge: float):
+    """The penalised log-likelihood; ``theta`` (m,) or a batch (B, m)."""
+    diff = theta[..., :, None] - theta[..., None, :]
     # S[i, j] * log sigma(d_ij) over ordered pairs covers each game once per outcome side
     log_p = -np.logaddexp(0.0, -diff)
-    return float((S * log_p).sum() - ridge / 2.0 * (theta ** 2).sum())
+    value = (S * log_p).sum((-2, -1)) - ridge / 2.0 * (theta ** 2).sum(-1)
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def _grad_hess(theta: np.ndarray, S: np.ndarray, N: np.ndarray, ridge: float):
@@ -73,50 +76,83 @@ def _grad_hess(theta: np.ndarray, S: np.ndarray, N: np.ndarray, ridge: float):
     return grad, hess
 
 
-def fit(S: np.ndarray, N: np.ndarray, *, ridge: float = DEFAULT_RIDGE, tol: float = 1e-10,
-        max_iter: int = 200) -> Fit:
+# Stopping rule. The gradient is a sum over battles, so its rounding error grows with their number
+# (about 1e-16 of the battle count): an absolute gradient tolerance that a few hundred battles meet
+# is out of reach with a million, and the iteration then ran to max_iter on every fit and every
+# bootstrap resample. The Newton step is in theta units whatever the number of battles, so a fit
+# stops when the largest step coordinate is below ``XTOL`` (1e-9 logits, 2e-7 rating points), or
+# when steps below ``FLOOR_STEP`` stop shrinking. Newton's method near the optimum shrinks the step
+# quadratically, so a small step that is not at least halved is rounding noise: the Hessian of a
+# lopsided board is ill-conditioned (a ridge of 1e-3 beside a million battles) and its steps keep a
+# noise of ~1e-7 logits that never gets below XTOL. That is the optimum to float64 precision.
+XTOL = 1e-9
+FLOOR_STEP = 1e-5
+
+
+def _stalled(size, previous):
+    return (size < XTOL) | ((size < FLOOR_STEP) & (size >= previous / 2))
+
+
+def fit(S: np.ndarray, N: np.ndarray, *, ridge: float = DEFAULT_RIDGE, max_iter: int = 200) -> Fit:
     """Maximise the penalised log-likelihood by Newton's method with backtracking (the objective is
-    strictly concave for ridge > 0, so this converges to the unique maximum)."""
+    strictly concave for ridge > 0, so this converges to the unique maximum). ``converged`` is
+    False only when ``max_iter`` steps were not enough."""
     if ridge <= 0:
         raise ValueError("ridge must be positive (it makes the optimum unique and finite)")
     m = S.shape[0]
     theta = np.zeros(m)
     value = _objective(theta, S, N, ridge)
-    for iteration in range(1, max_iter + 1):
+    converged = False
+    iteration = 0
+    previous = np.inf
+    while iteration < max_iter:
+        iteration += 1
         grad, hess = _grad_hess(theta, S, N, ridge)
-        if np.abs(grad).max() < tol:
-            break
         step = np.linalg.solve(hess, -grad)
+        size = float(np.abs(step).max())
+        if _stalled(size, previous):
+            converged = True
+            break
+        previous = size
         t = 1.0
-        while True:
+        while t >= 1e-10:
             candidate = theta + t * step
             new_value = _objective(candidate, S, N, ridge)
-            if new_value >= value - 1e-12 or t < 1e-8:
+            if new_value >= value:
                 break
             t /= 2.0
+        else:
+            # Nothing along the Newton direction (an ascent direction) is as good as where we are:
+            # the objective is flat to rounding here.
+            converged = True
+            break
         theta, value = candidate, new_value
-    else:
-        iteration = max_iter
     theta = theta - theta.mean()  # already ~0 at the optimum; removes rounding drift
-    return Fit(ratings=BASE + SCALE * theta, theta=theta, iterations=iteration)
+    return Fit(ratings=BASE + SCALE * theta, theta=theta, iterations=iteration, converged=converged)
 
 
-def fit_batch(S: np.ndarray, N: np.ndarray, *, ridge: float = DEFAULT_RIDGE, tol: float = 1e-9,
-              max_iter: int = 100) -> np.ndarray:
+def fit_batch(S: np.ndarray, N: np.ndarray, *, ridge: float = DEFAULT_RIDGE, max_iter: int = 100) -> np.ndarray:
     """Many fits at once (bootstrap): S, N of shape (B, m, m) -> thetas (B, m). Newton steps are
     clipped to 1 logit per coordinate, which keeps the batched iteration stable without a per-fit
-    line search; any fit that has not converged is redone with :func:`fit`."""
+    line search. Each fit stops on its own by the rule of :func:`fit`; any fit still moving after
+    ``max_iter`` steps is redone with :func:`fit`."""
     B, m, _ = S.shape
     theta = np.zeros((B, m))
+    previous = np.full(B, np.inf)
+    active = np.ones(B, dtype=bool)
     for _ in range(max_iter):
-        grad, hess = _grad_hess(theta, S, N, ridge)
-        if np.abs(grad).max() < tol:
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
             break
+        grad, hess = _grad_hess(theta[idx], S[idx], N[idx], ridge)
         step = np.linalg.solve(hess, -grad[..., None])[..., 0]
-        scale = np.maximum(1.0, np.abs(step).max(-1, keepdims=True))
-        theta = theta + step / scale
-    grad, _ = _grad_hess(theta, S, N, ridge)
-    for b in np.nonzero(np.abs(grad).max(-1) >= tol * 10)[0]:
+        size = np.abs(step).max(-1)
+        stalled = _stalled(size, previous[idx])
+        moving = idx[~stalled]
+        theta[moving] += step[~stalled] / np.maximum(1.0, size[~stalled])[:, None]
+        previous[idx] = size
+        active[idx[stalled]] = False
+    for b in np.flatnonzero(active):
         theta[b] = fit(S[b], N[b], ridge=ridge).theta
     return theta - theta.mean(-1, keepdims=True)
 
@@ -141,14 +177,18 @@ def rate(n_models: int, first, second, score, *, bootstrap: int = 1000, seed: in
         return Ratings(point, point.copy(), point.copy(), 0)
     # Resampling battles with replacement = multinomial counts over the distinct
     # (first, second, score) cells, which is much cheaper than materialising each resample.
-    cells, index = np.unique(np.stack([first, second, score]), axis=1, return_inverse=True)
-    counts = np.bincount(index.ravel(), minlength=cells.shape[1])
+    # (One integer key per battle: np.unique over a 1-D array is a plain sort, much faster than
+    # over the columns of a 3-row array when there are millions of battles.)
+    scores, score_index = np.unique(score, return_inverse=True)
+    keys = (first * n_models + second) * len(scores) + score_index.ravel()
+    cells, counts = np.unique(keys, return_counts=True)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(len(first), counts / counts.sum(), size=bootstrap)  # (B, cells)
-    c_first, c_second, c_score = cells[0].astype(int), cells[1].astype(int), cells[2]
+    pair, c_score = cells // len(scores), scores[cells % len(scores)]
+    c_first, c_second = pair // n_models, pair % n_models
     S_b = np.zeros((bootstrap, n_models, n_models))
     N_b = np.zeros((bootstrap, n_models, n_models))
-    for c in range(cells.shape[1]):
+    for c in range(len(cells)):
         i, j, s = c_first[c], c_second[c], c_score[c]
         S_b[:, i, j] += draws[:, c] * s
         S_b[:, j, i] += draws[:, c] * (1.0 - s)

@@ -58,6 +58,7 @@ def run_generation(*, job_id: int) -> ModelJob:
     todo = prompts.filter(~Exists(EvalReply.objects.filter(run=run, model_version=version, prompt=OuterRef("pk"))))
     total = prompts.count()
     if not jobs.start(job, total=total, skipped=total - todo.count()):
+        advance_run(run_id=run.pk)  # cancelled (or finished) before this worker took it: the run moves on
         return job
     try:
         backend = servable_backend(version)

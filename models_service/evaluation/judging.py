@@ -27,6 +27,7 @@ def run_arena_judging(*, job_id: int) -> ModelJob:
     todo = battles.filter(~Exists(JudgeVote.objects.filter(battle=OuterRef("pk"), judge_model=judge)))
     total = battles.count()
     if not jobs.start(job, total=total, skipped=total - todo.count()):
+        advance_run(run_id=run_id)  # cancelled (or finished) before this worker took it: the run moves on
         return job
     try:
         backend = servable_backend(judge)

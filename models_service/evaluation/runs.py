@@ -2,7 +2,7 @@
 replied, then the judge), cancel.
 
 A run moves pending -> generating -> judging (when it has a judge) -> done; a failed generation job
-fails the run, a cancelled one cancels it. ``advance_run`` is called by each job when it ends; it
+fails the run, a cancelled one cancels it (cancelled through the run or as a single model job). ``advance_run`` is called by each job when it ends; it
 locks the run row, so two jobs finishing together make the battles once.
 """
 from __future__ import annotations
@@ -110,6 +110,10 @@ def make_battles(run: EvalRun) -> int:
 
 
 def advance_run(*, run_id: int) -> EvalRun:
+    """Move the run on from what its jobs say; called whenever one of them ends or is cancelled.
+    A cancelled generation job cancels the run and a failed one fails it (either way the run's
+    other unfinished jobs are cancelled: their work could not be used). The judge failing or being
+    cancelled does not end the people's arena: the run is done, with the reason in ``error``."""
     with transaction.atomic():
         run = EvalRun.objects.select_for_update().get(pk=run_id)
         if run.status in FINAL:
@@ -117,14 +121,14 @@ def advance_run(*, run_id: int) -> EvalRun:
         jobs = list(run_jobs(run))
         generation = [j for j in jobs if j.kind == ModelJob.Kind.EVAL_GENERATION]
         judging = [j for j in jobs if j.kind == ModelJob.Kind.ARENA_JUDGING]
-        if any(j.status == ModelJob.Status.CANCELLED for j in jobs):
+        if any(j.status == ModelJob.Status.CANCELLED for j in generation):
             run.status = EvalRun.Status.CANCELLED
-        elif any(j.status in ACTIVE for j in generation):
-            run.status = EvalRun.Status.GENERATING
         elif any(j.status == ModelJob.Status.FAILED for j in generation):
             run.status = EvalRun.Status.FAILED
             run.error = "\n".join(f"{j.model_version.name}: {j.error}" for j in generation
                                   if j.status == ModelJob.Status.FAILED)[:5000]
+        elif any(j.status in ACTIVE for j in generation):
+            run.status = EvalRun.Status.GENERATING
         else:
             run.battles_created = make_battles(run)
             if run.battles_created == 0:
@@ -141,10 +145,15 @@ def advance_run(*, run_id: int) -> EvalRun:
             elif any(j.status in ACTIVE for j in judging):
                 run.status = EvalRun.Status.JUDGING
             else:
-                # The people's arena stays open even if the judge failed: say so, do not fail the run.
-                failed = [j for j in judging if j.status == ModelJob.Status.FAILED]
-                run.error = "\n".join(f"judging failed: {j.error}" for j in failed)[:5000]
+                # The people's arena stays open even if the judge failed or was cancelled: say so,
+                # do not end the run.
+                run.error = "\n".join(
+                    f"judging failed: {j.error}" if j.status == ModelJob.Status.FAILED else "judging cancelled"
+                    for j in judging if j.status in (ModelJob.Status.FAILED, ModelJob.Status.CANCELLED))[:5000]
                 run.status = EvalRun.Status.DONE
+        if run.status in (EvalRun.Status.CANCELLED, EvalRun.Status.FAILED):
+            run_jobs(run).filter(status__in=ACTIVE).update(status=ModelJob.Status.CANCELLED,
+                                                           finished_at=timezone.now())
         if run.status in FINAL:
             run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "battles_created", "finished_at"])
@@ -158,7 +167,8 @@ def cancel_eval_run(*, run_id: int, project: Project | None = None) -> EvalRun:
         if run is None:
             raise NotFound("No such eval run.")
         if run.status not in FINAL:
-            run_jobs(run).filter(status__in=ACTIVE).update(status=ModelJob.Status.CANCELLED)
+            run_jobs(run).filter(status__in=ACTIVE).update(status=ModelJob.Status.CANCELLED,
+                                                           finished_at=timezone.now())
             run.status = EvalRun.Status.CANCELLED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])

@@ -99,9 +99,32 @@ def board(outcomes: list[Outcome], models: list[ModelVersion], *, bootstrap: int
                  for j in range(n)] for i in range(n)]
     counts = [[0 if i == j else wins[i][j] + wins[j][i] + ties[i][j] + both_bad[i][j] for j in range(n)]
               for i in range(n)]
+    components = comparison_components(n, first, second)
     return {"votes": len(outcomes), "votes_in_fit": len(first),
+            # Ratings are comparable only within one connected part of the comparison graph (the
+            # fit centres each part on 1000 on its own): say when there is more than one.
+            "connected": len(components) <= 1, "components": [[names[i] for i in c] for c in components],
             "both_bad_excluded": sum(1 for o in outcomes if o.choice == Choice.BOTH_BAD),
             "models": rows, "matrix_models": names, "win_rate": win_rate, "battle_counts": counts}
+
+
+def comparison_components(n: int, first: list[int], second: list[int]) -> list[list[int]]:
+    """The connected parts of the graph "these two models met in a battle" (models in the fit
+    only), each sorted, in order of their smallest member."""
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(first, second):
+        parent[root(i)] = root(j)
+    parts: dict[int, list[int]] = defaultdict(list)
+    for i in sorted(set(first) | set(second)):
+        parts[root(i)].append(i)
+    return sorted(parts.values())
 
 
 def agreement(human: list[Outcome], judge: list[Outcome]) -> dict:
@@ -142,7 +165,10 @@ def leaderboard(*, project: Project, run_ids=None, bootstrap: int = 1000, seed: 
             "rating": "Bradley-Terry, logistic regression by Newton's method with ridge "
                       f"{bradley_terry.DEFAULT_RIDGE} (finite under perfect separation; centres the ratings)",
             "scale": "1000 + 400 * log10(odds): 400 points = 10:1; mean rating of the models in the fit = 1000",
-            "ties": "half a win each way", "both_bad": "left out of the fit, counted on the board",
+            "ties": "half a win each way",
+            "components": "each connected part of the comparison graph is centred on 1000 on its own; ratings "
+                          "in different parts are not comparable (connected: false)",
+            "both_bad": "left out of the fit, counted on the board",
             "ci": f"95 % percentile bootstrap over votes, {bootstrap} resamples, seed {seed}",
             "elo": f"online Elo, K={elo.DEFAULT_K}, start 1000, votes in time order (order-dependent)",
         },

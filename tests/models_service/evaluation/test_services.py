@@ -218,3 +218,87 @@ def test_prompt_keys_are_the_exports_keys(project):
     eval_set = make_eval_set(project, n=2)
     for prompt in EvalPrompt.objects.filter(eval_set=eval_set):
         assert prompt.prompt_key == split.prompt_key(prompt.conversation)
+
+
+# --- a cancelled (or given-up) eval job moves its run on ------------------------------------------
+
+def test_a_generation_job_cancelled_through_the_jobs_api_cancels_its_run(
+        api, project, django_capture_on_commit_callbacks):
+    from models_service.evaluation.generation import run_generation
+
+    eval_set = make_eval_set(project, n=3)
+    with FakeModelServer([arena_server_handler]) as server:
+        a, b = versions_at(server, "a", "b")
+        run = runs.create_eval_run(project=project, eval_set=eval_set, model_versions=[a, b], enqueue=False)
+        job = runs.run_jobs(run).order_by("id").first()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api(project.created_by).post(
+                f"/api/projects/{project.pk}/model-jobs/{job.pk}/cancel/", format="json")
+        assert response.status_code == 200 and response.json()["status"] == "cancelled"
+        run.refresh_from_db()
+        # the run does not wait for ever for a job nobody will run
+        assert run.status == EvalRun.Status.CANCELLED and run.finished_at is not None
+        assert set(runs.run_jobs(run).values_list("status", flat=True)) == {"cancelled"}  # the other job too
+        for each in runs.run_jobs(run):  # a worker that takes either message later does nothing
+            assert run_generation(job_id=each.pk).status == "cancelled"
+    assert server.requests == []
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.CANCELLED and not Battle.objects.filter(run=run).exists()
+
+
+def test_a_worker_taking_a_job_cancelled_before_it_started_moves_the_run_on(project):
+    from models_service.evaluation.generation import run_generation
+
+    eval_set = make_eval_set(project, n=2)
+    with FakeModelServer([arena_server_handler]) as server:
+        a, b = versions_at(server, "a", "b")
+        run = runs.create_eval_run(project=project, eval_set=eval_set, model_versions=[a, b], enqueue=False)
+        first, second = runs.run_jobs(run).order_by("id")
+        run_generation(job_id=first.pk)
+        # cancelled by a row update alone (no hook ran: e.g. the process that cancelled it died)
+        ModelJob.objects.filter(pk=second.pk).update(status=ModelJob.Status.CANCELLED)
+        run.refresh_from_db()
+        assert run.status == EvalRun.Status.GENERATING
+        run_generation(job_id=second.pk)  # the worker takes its message
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.CANCELLED and run.finished_at is not None
+    assert len(server.requests) == 2  # only the first job's two prompts were generated
+
+
+def test_cancelling_the_judge_leaves_the_peoples_arena_open(api, project, django_capture_on_commit_callbacks, voter):
+    from models_service.evaluation.generation import run_generation
+    from models_service.evaluation.judging import run_arena_judging
+
+    eval_set = make_eval_set(project, n=3)
+    with FakeModelServer([arena_server_handler]) as server:
+        good, weak, judge = versions_at(server, "model-good", "model-weak", "judge")
+        run = runs.create_eval_run(project=project, eval_set=eval_set, model_versions=[good, weak],
+                                   judge_model=judge, enqueue=False)
+        for job in runs.run_jobs(run).order_by("id"):
+            run_generation(job_id=job.pk)
+        run.refresh_from_db()
+        judging = runs.run_jobs(run).get(kind=ModelJob.Kind.ARENA_JUDGING)
+        assert run.status == EvalRun.Status.JUDGING
+        with django_capture_on_commit_callbacks(execute=True):
+            api(project.created_by).post(f"/api/projects/{project.pk}/model-jobs/{judging.pk}/cancel/", format="json")
+        run.refresh_from_db()
+        assert run.status == EvalRun.Status.DONE and run.error == "judging cancelled" and run.battles_created == 3
+        assert run_arena_judging(job_id=judging.pk).status == "cancelled"
+    assert not JudgeVote.objects.filter(battle__run=run).exists()
+    battle = api(voter()).post(f"/api/projects/{project.pk}/battles/next/", {}, format="json")
+    assert battle.status_code == 200 and battle.json()["run"] == run.pk
+
+
+def test_an_eval_job_the_recovery_sweep_gives_up_on_fails_its_run(project):
+    from annotations import recovery
+
+    eval_set = make_eval_set(project, n=2)
+    a, b = ModelVersion.objects.create(name="a"), ModelVersion.objects.create(name="b")
+    run = runs.create_eval_run(project=project, eval_set=eval_set, model_versions=[a, b], enqueue=False)
+    first, second = runs.run_jobs(run).order_by("id")
+    ModelJob.objects.filter(pk=first.pk).update(status=ModelJob.Status.RUNNING)
+    kind = next(k for k in recovery.KINDS if k.task == "models_service.run_eval_generation_job")
+    kind.give_up(first.pk, "interrupted 3 times")
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.FAILED and "interrupted 3 times" in run.error
+    assert ModelJob.objects.get(pk=second.pk).status == ModelJob.Status.CANCELLED
