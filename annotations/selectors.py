@@ -1,6 +1,7 @@
 """Reads of the labelling domain that are more than a ``.get()``."""
 from __future__ import annotations
 
+import functools
 import statistics
 from datetime import timedelta
 
@@ -8,7 +9,9 @@ from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from .models import AuditEntry, CandidateReply, Lease, Membership, Project, Review, Submission, Task, TaskCount
+from .models import (AuditEntry, CandidateReply, InstructionVersion, Lease, Membership, Project, Review, Submission,
+                     Task, TaskCount)
+from .services import prepared
 
 # Allow-lists: anything a client may sort or filter by is named here, never passed through.
 TASK_ORDERING = {"id": ("id",), "-id": ("-id",), "created_at": ("created_at", "id"), "-created_at": ("-created_at", "-id")}
@@ -20,9 +23,31 @@ def projects_for_user(user) -> QuerySet[Project]:
 
 
 def membership(*, project_id: int, user) -> Membership | None:
+    """The user's membership with its project and the project's current instructions. Every
+    project-scoped request starts here, so on PostgreSQL it is one prepared statement."""
+    if connection.vendor != "postgresql":
+        return (Membership.objects.select_related("project", "project__current_instructions")
+                .filter(project_id=project_id, user=user).first())
+    row = prepared.fetchone(_membership_sql(), {"project": project_id, "user": user.pk})
+    if row is None:
+        return None
+    a, b = prepared.width(Membership), prepared.width(Membership) + prepared.width(Project)
+    found = prepared.build(Membership, row[:a])
+    project = prepared.build(Project, row[a:b])
+    current = row[b:]
+    project.current_instructions = prepared.build(InstructionVersion, current) if current[0] is not None else None
+    found.project = project
+    return found
+
+
+@functools.cache
+def _membership_sql() -> str:
     return (
-        Membership.objects.select_related("project", "project__current_instructions")
-        .filter(project_id=project_id, user=user).first()
+        f"SELECT {prepared.select_list(Membership, 'm')}, {prepared.select_list(Project, 'p')}, "
+        f"{prepared.select_list(InstructionVersion, 'iv')} "
+        f"FROM {Membership._meta.db_table} m JOIN {Project._meta.db_table} p ON p.id = m.project_id "
+        f"LEFT JOIN {InstructionVersion._meta.db_table} iv ON iv.id = p.current_instructions_id "
+        "WHERE m.project_id = %(project)s AND m.user_id = %(user)s"
     )
 
 

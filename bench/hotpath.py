@@ -34,7 +34,11 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=300)
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=30, help="pairs before measuring (prepares statements)")
-    p.add_argument("--profile", type=int, default=0, metavar="N", help="print the N top functions by cumulative time")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="print the N top functions by cumulative CPU time (process time, so other load moves it little)")
+    p.add_argument("--profile-sort", default="cumulative", choices=["cumulative", "tottime"])
+    p.add_argument("--profile-only", default="both", choices=["both", "next", "submit"],
+                   help="profile only this request of each pair")
     p.add_argument("--list-pages", type=int, default=50, help="task-list pages (50 tasks each) and count calls to time")
     p.add_argument("--sql", action="store_true", help="print the statements Django sends for one next and one submit")
     p.add_argument("--keep", action="store_true", help="keep the database")
@@ -96,32 +100,44 @@ def run(args) -> int:
     client = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_HOST="127.0.0.1")
     base = f"/api/projects/{project.pk}"
 
-    def pair(capture=None):
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+
+    def profiled(which, call):
+        on = profiler is not None and profiling and args.profile_only in ("both", which)
+        if on:
+            profiler.enable()
+        try:
+            return call()
+        finally:
+            if on:
+                profiler.disable()
+
+    profiling = False
+
+    def pair():
         t0 = time.process_time()
-        r = client.post(f"{base}/next/")
+        r = profiled("next", lambda: client.post(f"{base}/next/"))
         t1 = time.process_time()
         assert r.status_code == 201, (r.status_code, r.content[:300])
         lease = r.json()
         body = {"idempotency_key": uuid.uuid4().hex, "text": "An answer.", "time_spent_ms": 1000}
-        r = client.post(f"{base}/leases/{lease['id']}/submit/", data=json.dumps(body), content_type="application/json")
+        r = profiled("submit", lambda: client.post(f"{base}/leases/{lease['id']}/submit/", data=json.dumps(body),
+                                                   content_type="application/json"))
         t2 = time.process_time()
         assert r.status_code == 201, (r.status_code, r.content[:300])
         return t1 - t0, t2 - t1
 
     for _ in range(args.warmup):
         pair()
-    profiler = cProfile.Profile() if args.profile else None
     nexts, submits = [], []
-    if profiler:
-        profiler.enable()
+    profiling = True
     wall0 = time.perf_counter()
     for _ in range(args.pairs):
         a, b = pair()
         nexts.append(a * 1000)
         submits.append(b * 1000)
     wall = time.perf_counter() - wall0
-    if profiler:
-        profiler.disable()
+    profiling = False
 
     staff = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}", HTTP_HOST="127.0.0.1")
     pages = []
@@ -166,7 +182,7 @@ def run(args) -> int:
             for query in c.captured_queries:
                 print("  ", query["sql"][:160])
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
+        pstats.Stats(profiler).sort_stats(args.profile_sort).print_stats(args.profile)
     return 0
 
 

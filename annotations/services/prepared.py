@@ -25,3 +25,47 @@ def fetchone(sql: str, params: dict) -> tuple | None:
     with cursor() as cur:
         cur.execute(sql, params, prepare=True)
         return cur.fetchone()
+
+
+# --- whole model rows from one prepared statement ------------------------------------------------
+# The ORM compiles every query again on every request (as_sql was ~35 % of the CPU of "next" in
+# bench/hotpath.py's profile). The few reads every API request makes (token -> user, membership ->
+# project -> instructions) are fixed joins, so they run prepared and their rows become model
+# instances the way the ORM would make them: each field's database converters, then ``from_db``.
+
+_layout_cache: dict[type, tuple] = {}
+
+
+def select_list(model, alias: str) -> str:
+    """``alias.col, ...`` for the model's concrete fields, in the order ``build`` expects."""
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _layout(model) -> tuple:
+    """(attnames, [(index, expression, converters)] for the fields that have converters)."""
+    found = _layout_cache.get(model)
+    if found is None:
+        fields = model._meta.concrete_fields
+        converting = []
+        for i, field in enumerate(fields):
+            col = field.get_col(model._meta.db_table)
+            converters = tuple(connection.ops.get_db_converters(col)) + tuple(field.get_db_converters(connection))
+            if converters:
+                converting.append((i, col, converters))
+        found = _layout_cache[model] = ([f.attname for f in fields], converting)
+    return found
+
+
+def build(model, values):
+    """A model instance from ``values`` (a slice of a row laid out by ``select_list``)."""
+    attnames, converting = _layout(model)
+    if converting:
+        values = list(values)
+        for i, col, converters in converting:
+            for convert in converters:
+                values[i] = convert(values[i], col, connection)
+    return model.from_db(connection.alias, attnames, values)
+
+
+def width(model) -> int:
+    return len(model._meta.concrete_fields)
