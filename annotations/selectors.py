@@ -9,8 +9,8 @@ from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from .models import (AuditEntry, CandidateReply, InstructionVersion, Lease, Membership, Project, Review, Submission,
-                     Task, TaskCount)
+from .models import (AuditEntry, CandidateReply, InstructionVersion, Lease, Membership, ModelVersion, Project, Review,
+                     Submission, Task, TaskCount)
 from .services import prepared
 
 # Allow-lists: anything a client may sort or filter by is named here, never passed through.
@@ -92,9 +92,36 @@ def task_with_replies(*, task_id: int) -> Task:
 
 
 def load_replies(task: Task) -> Task:
-    """Attach a task's replies (with their model versions) to a task object already in hand."""
-    prefetch_related_objects([task], Prefetch("replies", queryset=_replies()))
+    """Attach a task's replies (with their model versions) to a task object already in hand, as
+    ``prefetch_related`` would (``task.replies.all()`` then sends no query). Every leased task
+    needs this, so on PostgreSQL it is one prepared statement."""
+    if connection.vendor != "postgresql":
+        prefetch_related_objects([task], Prefetch("replies", queryset=_replies()))
+        return task
+    with prepared.cursor() as cur:
+        cur.execute(_replies_sql(), {"task": task.pk}, prepare=True)
+        rows = cur.fetchall()
+    n = prepared.width(CandidateReply)
+    replies = []
+    for row in rows:
+        reply = prepared.build(CandidateReply, row[:n])
+        reply.model_version = prepared.build(ModelVersion, row[n:]) if row[n] is not None else None
+        reply.task = task
+        replies.append(reply)
+    cached = task.replies.all()
+    cached._result_cache, cached._prefetch_done = replies, True
+    if not hasattr(task, "_prefetched_objects_cache"):
+        task._prefetched_objects_cache = {}
+    task._prefetched_objects_cache["replies"] = cached
     return task
+
+
+@functools.cache
+def _replies_sql() -> str:
+    return (f"SELECT {prepared.select_list(CandidateReply, 'r')}, {prepared.select_list(ModelVersion, 'mv')} "
+            f"FROM {CandidateReply._meta.db_table} r "
+            f"LEFT JOIN {ModelVersion._meta.db_table} mv ON mv.id = r.model_version_id "
+            "WHERE r.task_id = %(task)s ORDER BY r.id")
 
 
 def open_leases(*, project: Project, annotator) -> QuerySet[Lease]:
@@ -102,10 +129,26 @@ def open_leases(*, project: Project, annotator) -> QuerySet[Lease]:
 
 
 def lease_for_annotator(*, project: Project, annotator, lease_id: int, with_task_kind: bool = False) -> Lease | None:
-    leases = Lease.objects.filter(project=project, annotator=annotator, pk=lease_id)
+    if connection.vendor != "postgresql":
+        leases = Lease.objects.filter(project=project, annotator=annotator, pk=lease_id)
+        if with_task_kind:
+            leases = leases.annotate(task_kind=F("task__kind"))
+        return leases.first()
+    # Every submit, skip and release starts here: one prepared statement.
+    row = prepared.fetchone(_lease_sql(), {"lease": lease_id, "project": project.pk, "annotator": annotator.pk})
+    if row is None:
+        return None
+    lease = prepared.build(Lease, row[:-1])
     if with_task_kind:
-        leases = leases.annotate(task_kind=F("task__kind"))
-    return leases.first()
+        lease.task_kind = row[-1]
+    return lease
+
+
+@functools.cache
+def _lease_sql() -> str:
+    return (f"SELECT {prepared.select_list(Lease, 'l')}, t.kind FROM {Lease._meta.db_table} l "
+            f"JOIN {Task._meta.db_table} t ON t.id = l.task_id "
+            "WHERE l.id = %(lease)s AND l.project_id = %(project)s AND l.annotator_id = %(annotator)s")
 
 
 def submissions_visible_to(*, project: Project, user, role: str) -> QuerySet[Submission]:

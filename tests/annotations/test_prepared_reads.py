@@ -10,7 +10,7 @@ from annotations import selectors
 from annotations.models import Membership, Role
 from annotations.services import instructions
 
-from ..factories import UserFactory
+from ..factories import ProjectFactory, TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +76,42 @@ def test_token_auth_gives_request_user_and_auth(rf, annotator):
     user, auth = PreparedTokenAuthentication().authenticate(request)
     assert user.pk == annotator.pk and model_to_dict(user) == model_to_dict(annotator)
     assert auth.key == token.key and auth.user_id == annotator.pk and auth.created == token.created
+
+
+def test_replies_match_prefetch_and_need_no_more_queries(project, django_assert_num_queries):
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    from annotations.models import CandidateReply, ModelVersion, Task
+
+    from ..factories import ReplyFactory, comparison_task
+
+    task = comparison_task(project, k=3)
+    version = ModelVersion.objects.create(name="drafter-v1", base_model="/models/x")
+    ReplyFactory(task=task, source=CandidateReply.Source.MODEL, model_version=version,
+                 sampling_params={"temperature": 0.7, "seed": 3}, content="Model ✓ reply")
+    want = Task.objects.get(pk=task.pk)
+    prefetch_related_objects([want], Prefetch("replies", queryset=CandidateReply.objects.select_related(
+        "model_version").order_by("id")))
+    got = selectors.load_replies(Task.objects.get(pk=task.pk))
+    with django_assert_num_queries(0):
+        replies = list(got.replies.all())
+        assert [_fields(r) for r in replies] == [_fields(r) for r in want.replies.all()]
+        assert [r.model_version and _fields(r.model_version) for r in replies] == [
+            r.model_version and _fields(r.model_version) for r in want.replies.all()]
+        assert replies[-1].sampling_params == {"temperature": 0.7, "seed": 3}
+        assert replies[0].task is got
+    empty = selectors.load_replies(TaskFactory(project=project))
+    with django_assert_num_queries(0):
+        assert list(empty.replies.all()) == []
+
+
+def test_lease_for_annotator_is_scoped(project, annotator, member):
+    from annotations.services import leases
+
+    TaskFactory(project=project)
+    lease = leases.lease_next_task(project=project, annotator=annotator)
+    found = selectors.lease_for_annotator(project=project, annotator=annotator, lease_id=lease.pk, with_task_kind=True)
+    assert found.pk == lease.pk and found.task_kind == "demonstration" and found.expires_at == lease.expires_at
+    assert selectors.lease_for_annotator(project=project, annotator=member(), lease_id=lease.pk) is None
+    other = ProjectFactory()
+    assert selectors.lease_for_annotator(project=other, annotator=annotator, lease_id=lease.pk) is None
