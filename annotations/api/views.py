@@ -311,7 +311,7 @@ class TaskListView(ProjectScopedView):
         tasks = selectors.task_list(project=self.project, filters=filters)
         paginator = TaskPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
-        return paginator.get_paginated_response(s.TaskOut(page, many=True).data)
+        return paginator.get_paginated_response(s.task_rows(page))
 
 
 class TaskCountsView(ProjectScopedView):
