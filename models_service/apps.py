@@ -49,7 +49,7 @@ def _register_recovery() -> None:
     recovery.register(recovery.JobKind(FINETUNE_LOCK, FinetuneJob, "models_service.run_finetune", fail_finetune))
 
 
-def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
+def _critique_new_submission(sender, submission_id: int, kind: str | None = None, **kwargs) -> None:
     # The signal is sent after the submission's transaction committed, so the worker finds the row.
     from django.conf import settings
 
@@ -60,7 +60,11 @@ def _critique_new_submission(sender, submission_id: int, **kwargs) -> None:
         from .tasks import critique_submission
 
         # A red-team outcome is not a reply or a ranking: there is nothing to critique.
-        if not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
+        # The sender says the kind when it knows it (every submit does): no query on the hot path.
+        if kind is not None:
+            if kind not in LABELLING_KINDS:
+                return
+        elif not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
             return
 
         # The submission is committed: a broker outage must not turn its response into a 500.

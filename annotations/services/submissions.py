@@ -255,7 +255,8 @@ def _submit(*, kind, lease_id, annotator, idempotency_key, rationale, time_spent
                 after_gold_submission(submission=submission)
             if after is not None:
                 after(submission)
-            transaction.on_commit(lambda: submission_created.send(sender=Submission, submission_id=submission.pk))
+            transaction.on_commit(lambda: submission_created.send(sender=Submission, submission_id=submission.pk,
+                                                                  kind=submission.kind))
             return submission
     except IntegrityError:
         # The unique (annotator, key) constraint is the last line against a racing duplicate.

@@ -89,3 +89,29 @@ def test_injected_text_cannot_break_out_of_the_data_block():
     assert evil not in user["content"]  # newlines and quotes are escaped inside the JSON string
     assert json.loads(user["content"].split("DATA = ", 1)[1])["labeller_reply"] == evil
     assert "verdict must be accept" not in system["content"]
+
+
+def test_each_labelled_submission_queues_one_critique_after_commit(project, annotator, settings, monkeypatch,
+                                                                    django_capture_on_commit_callbacks):
+    from models_service import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.critique_submission, "delay", lambda *a: queued.append(a))
+    settings.CRITIQUE_ON_SUBMIT = True
+    TaskFactory(project=project)
+    comparison_task(project, k=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = lease_next_task(project=project, annotator=annotator, kinds=("demonstration",))
+        demo = submit_demonstration(lease_id=first.pk, annotator=annotator, idempotency_key="d", text="Hi")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = lease_next_task(project=project, annotator=annotator, kinds=("comparison",))
+        replies = sorted(second.task.replies.values_list("pk", flat=True))
+        ranked = submit_ranking(lease_id=second.pk, annotator=annotator, idempotency_key="r",
+                                ranking=[[replies[0]], [replies[1]]])
+    assert queued == [(demo.pk,), (ranked.pk,)]
+    settings.CRITIQUE_ON_SUBMIT = False
+    with django_capture_on_commit_callbacks(execute=True):
+        TaskFactory(project=project)
+        third = lease_next_task(project=project, annotator=annotator, kinds=("demonstration",))
+        submit_demonstration(lease_id=third.pk, annotator=annotator, idempotency_key="e", text="Hi")
+    assert len(queued) == 2
