@@ -98,9 +98,7 @@ def load_replies(task: Task) -> Task:
     if connection.vendor != "postgresql":
         prefetch_related_objects([task], Prefetch("replies", queryset=_replies()))
         return task
-    with prepared.cursor() as cur:
-        cur.execute(_replies_sql(), {"task": task.pk}, prepare=True)
-        rows = cur.fetchall()
+    rows = prepared.fetchall(_replies_sql(), {"task": task.pk})
     n = prepared.width(CandidateReply)
     replies = []
     for row in rows:

@@ -22,9 +22,18 @@ def cursor() -> psycopg.Cursor:
 
 
 def fetchone(sql: str, params: dict) -> tuple | None:
-    with cursor() as cur:
+    # Django's error wrapper, as around its own cursors: psycopg's errors become django.db's (the
+    # API answers a lost database with 503, not 500) and the connection is marked for a health
+    # check, so a dropped one is replaced instead of failing every later request of this thread.
+    with connection.wrap_database_errors, cursor() as cur:
         cur.execute(sql, params, prepare=True)
         return cur.fetchone()
+
+
+def fetchall(sql: str, params: dict) -> list[tuple]:
+    with connection.wrap_database_errors, cursor() as cur:
+        cur.execute(sql, params, prepare=True)
+        return cur.fetchall()
 
 
 # --- whole model rows from one prepared statement ------------------------------------------------

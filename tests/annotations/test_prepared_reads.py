@@ -115,3 +115,28 @@ def test_lease_for_annotator_is_scoped(project, annotator, member):
     assert selectors.lease_for_annotator(project=project, annotator=member(), lease_id=lease.pk) is None
     other = ProjectFactory()
     assert selectors.lease_for_annotator(project=other, annotator=annotator, lease_id=lease.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dropped_connection_surfaces_as_djangos_error_and_is_replaced(project, annotator):
+    """The API answers django.db's OperationalError/InterfaceError with 503; a raw psycopg error
+    would be a 500, and a connection not flagged as failed would be kept (CONN_MAX_AGE) and fail
+    every later request of that thread."""
+    import psycopg
+    from django.db import InterfaceError, OperationalError
+
+    selectors.membership(project_id=project.pk, user=annotator)
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(_dsn(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises((OperationalError, InterfaceError)) as raised:
+        selectors.membership(project_id=project.pk, user=annotator)
+    assert not isinstance(raised.value, psycopg.Error)
+    assert connection.errors_occurred
+    connection.close_if_unusable_or_obsolete()  # what Django does at the end of every request
+    assert selectors.membership(project_id=project.pk, user=annotator).role == Role.ANNOTATOR
+
+
+def _dsn() -> str:
+    d = connection.settings_dict
+    return f"host={d['HOST'] or '127.0.0.1'} port={d['PORT'] or 5432} user={d['USER']} dbname={d['NAME']}"
