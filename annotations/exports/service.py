@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -27,7 +27,7 @@ from ..models import CandidateReply, DatasetSnapshot, Project, Review, Submissio
 from ..quality.agreement import task_mean_taus
 from ..services import audit
 from . import datasheet, pairs, split
-from .writers import FormatWriters
+from .writers import FormatWriters, dumps
 
 FORMATS = ("sft", "dpo")
 CHUNK = 2000
@@ -145,6 +145,13 @@ class Stats:
         self.tasks = Counter()  # "sft", "dpo" -> distinct tasks
         self.groups = {"near_duplicate_prompts": 0, "near_duplicates": "off"}
         self.review = Counter()  # exported submissions by review state (see review_state)
+        self.tau_tasks, self.tau_sum = 0, 0.0  # exported DPO tasks ranked by two or more people
+
+    def agreement(self) -> dict:
+        return {"measure": "mean pairwise Kendall tau-b between the annotators of a task, averaged over the "
+                           "exported DPO tasks ranked by two or more people",
+                "dpo_tasks_measured": self.tau_tasks,
+                "mean_task_tau": round(self.tau_sum / self.tau_tasks, 4) if self.tau_tasks else None}
 
 
 def review_state(status: str, review_required: bool, fixed: bool) -> str:
@@ -208,9 +215,10 @@ def _messages(conversation) -> list[dict]:
 
 
 # --- build ----------------------------------------------------------------------------------------
-def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
+def build_snapshot(*, snapshot_id: int, on_progress=None) -> DatasetSnapshot:
     """Write the files of a pending snapshot. Safe to run twice: a ready snapshot is returned as is,
-    an interrupted one is rebuilt from scratch."""
+    an interrupted one is rebuilt from scratch. Progress goes to the snapshot's row every
+    ``PROGRESS_EVERY`` records, and to ``on_progress(records_done, progress)`` if given."""
     snapshot = DatasetSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
         raise NotFound(f"No snapshot {snapshot_id}.")
@@ -224,7 +232,7 @@ def build_snapshot(*, snapshot_id: int) -> DatasetSnapshot:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         started = time.monotonic()
-        stats, files = _write(snapshot, work)
+        stats, files = _write(snapshot, work, on_progress)
         content = hashlib.sha256()
         for name in sorted(files):
             if name.endswith(".jsonl"):
@@ -288,7 +296,65 @@ def _group_keys(snapshot: DatasetSnapshot, qs, stats: Stats) -> dict[str, str]:
     return mapping
 
 
-def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
+# --- the export read: JSON lines built by PostgreSQL ----------------------------------------------
+# Every text goes through to_json(text)::text, which escapes exactly as json.dumps(ensure_ascii=False)
+# does (tests/annotations/exports/test_sql_json.py checks it on hostile text), and the punctuation is
+# compact, so a line is byte for byte what writers.dumps would write for the same row. Python only
+# decides the split and the pairs and appends ready lines; it never decodes a reply.
+_ROLE = "coalesce(m->>'role', '')"
+_CONTENT = "coalesce(m->>'content', '')"
+# One lateral row per task: its messages as compact JSON objects joined by commas (no brackets) and
+# split.prompt_text of the conversation (the split key's input).
+_CONVERSATION = f"""LEFT JOIN LATERAL (
+    SELECT string_agg('{{"role":' || to_json({_ROLE})::text || ',"content":' || to_json({_CONTENT})::text || '}}', ','
+                      ORDER BY i) AS messages,
+           string_agg({_ROLE} || ': ' || {_CONTENT}, E'\\n' ORDER BY i) AS prompt
+    FROM jsonb_array_elements(t.conversation) WITH ORDINALITY AS e(m, i)) c ON true"""
+_ASSISTANT = """'[{"role":"assistant","content":' || to_json(%s)::text || '}]'"""
+
+_SFT_SQL = f"""
+SELECT s.task_id, s.id, s.reply_id, s.annotator_id, v.number, s.status, s.review_required,
+       t.completed_at IS NOT NULL, r.source, fx.content IS NOT NULL,
+       CASE WHEN s.flags = '{{}}'::jsonb THEN NULL ELSE s.flags::text END,
+       coalesce(c.prompt, ''),
+       '{{"messages":[' || coalesce(c.messages || ',', '') || '{{"role":"assistant","content":'
+           || to_json(coalesce(fx.content, r.content))::text || '}}]}}' || E'\\n'
+FROM annotations_submission s
+JOIN annotations_task t ON t.id = s.task_id
+JOIN annotations_candidatereply r ON r.id = s.reply_id
+JOIN annotations_instructionversion v ON v.id = s.instruction_version_id
+LEFT JOIN LATERAL (  -- a reviewer's fix replaces the annotator's text (the original stays stored)
+    SELECT f.content FROM annotations_review rv LEFT JOIN annotations_candidatereply f ON f.id = rv.fixed_reply_id
+    WHERE rv.submission_id = s.id AND rv.decision = 'fix' ORDER BY rv.id DESC LIMIT 1) fx ON true
+{_CONVERSATION}
+WHERE s.id IN (%(selected)s)
+ORDER BY s.task_id, s.id"""
+
+_DPO_SQL = f"""
+SELECT t.id, t.completed_at IS NOT NULL, g.subs, coalesce(c.prompt, ''), '[' || coalesce(c.messages, '') || ']',
+       (SELECT json_agg(json_build_array(r.id, r.source, {_ASSISTANT % "r.content"}) ORDER BY r.id)::text
+        FROM annotations_candidatereply r WHERE r.task_id = t.id)
+FROM (SELECT s.task_id, json_agg(json_build_array(s.ranking, s.flags, s.annotator_id, v.number, s.id, s.status,
+                                                  s.review_required) ORDER BY s.id)::text AS subs
+      FROM annotations_submission s JOIN annotations_instructionversion v ON v.id = s.instruction_version_id
+      WHERE s.id IN (%(selected)s)
+      GROUP BY s.task_id) g
+JOIN annotations_task t ON t.id = g.task_id
+{_CONVERSATION}
+ORDER BY t.id"""
+
+
+def _batches(template: str, selected, size: int = CHUNK) -> Iterator[list[tuple]]:
+    """Rows of ``template`` for the submissions of ``selected`` (a queryset), from a server-side
+    cursor, ``size`` at a time."""
+    sql, params = selected.order_by().values("id").query.sql_with_params()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(template.replace("%(selected)s", sql), params)
+        while rows := cursor.fetchmany(size):
+            yield rows
+
+
+def _write(snapshot: DatasetSnapshot, folder: Path, on_progress=None) -> tuple[Stats, dict]:
     qs = selected_submissions(snapshot)
     stats = Stats()
     total = max(qs.count(), 1)
@@ -300,89 +366,134 @@ def _write(snapshot: DatasetSnapshot, folder: Path) -> tuple[Stats, dict]:
     seed = snapshot.options.get("seed", "")
     exclude_flagged = snapshot.filters.get("exclude_flagged", True)
     min_agreement = snapshot.filters.get("min_agreement")
+    text_key, split_of = split.text_key, split.split_of
 
-    def side(conversation) -> str:
-        key = split.prompt_key(conversation)
-        return split.split_of(groups.get(key, key), eval_fraction, seed)
+    def side(prompt: str) -> str:
+        if eval_fraction <= 0:
+            return "train"
+        key = text_key(prompt)
+        return split_of(groups.get(key, key), eval_fraction, seed)
 
-    def tick(n: int = 1) -> None:
+    def tick(n: int) -> None:
         before = stats.records
         stats.records += n
         if before // PROGRESS_EVERY != stats.records // PROGRESS_EVERY:
-            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(records_done=stats.records,
-                                                                  progress=min(stats.records / total, 0.99))
+            progress = min(stats.records / total, 0.99)
+            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(records_done=stats.records, progress=progress)
+            if on_progress is not None:
+                on_progress(stats.records, progress)
 
     files: dict[str, dict] = {}
     if "sft" in snapshot.formats:
         writers = FormatWriters(folder, "sft")
-        tasks_seen = set()
-        for (task_id, conversation, reply_id, content, source, flags, annotator, version, sub_id, status,
-             review_required, fixed, completed_at) in _demonstrations(qs):
-            tick()
-            for names in (flags or {}).values():
-                stats.flags.update(names)
-            if exclude_flagged and any((flags or {}).values()):
-                stats.excluded["sft_flagged"] += 1
-                continue
-            where = side(conversation)
-            review = review_state(status, review_required, fixed is not None)
-            writers.write(where, {"messages": _messages(conversation) + [
-                {"role": "assistant", "content": content if fixed is None else fixed}]},
-                meta={"task_id": task_id, "submission_id": sub_id, "reply_id": reply_id, "annotator_id": annotator,
-                      "instruction_version": version, "review": review, "task_complete": completed_at is not None})
-            stats.rows[f"sft.{where}"] += 1
-            stats.sources[f"sft:{'reviewer_fix' if fixed is not None else source}"] += 1
-            stats.review[review] += 1
-            stats.instruction_versions[version] += 1
-            stats.annotators[annotator] += 1
-            tasks_seen.add(task_id)
-        stats.tasks["sft"] = len(tasks_seen)
-        files.update(writers.close())
+        files.update(_write_sft(qs, writers, stats, side, tick, exclude_flagged))
     if "dpo" in snapshot.formats:
         writers = FormatWriters(folder, "dpo")
-        n_tasks = 0
-        for task_id, conversation, subs, replies in _comparisons(qs):
-            tick(len(subs))
+        files.update(_write_dpo(qs, writers, stats, side, tick, exclude_flagged, min_agreement))
+    return stats, files
+
+
+def _write_sft(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_flagged: bool) -> dict:
+    # What the datasheet counts per written row, as one counter of tuples: one dict update per row.
+    written: Counter = Counter()
+    add = {name: writer.add for name, writer in writers.splits.items()}
+    tasks, last_task = 0, None
+    selected = qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False)
+    for rows in _batches(_SFT_SQL, selected):
+        for (task_id, sub_id, reply_id, annotator, version, status, review_required, complete, source, fixed, flags,
+             prompt, line) in rows:
+            if flags is not None:
+                flags = json.loads(flags)
+                for names in flags.values():
+                    stats.flags.update(names)
+                if exclude_flagged and any(flags.values()):
+                    stats.excluded["sft_flagged"] += 1
+                    continue
+            where = side(prompt)
+            review = review_state(status, review_required, fixed)
+            add[where](line, f'{{"task_id":{task_id},"submission_id":{sub_id},"reply_id":{reply_id},'
+                             f'"annotator_id":{annotator},"instruction_version":{version},"review":"{review}",'
+                             f'"task_complete":{"true" if complete else "false"}}}\n')
+            written[where, "reviewer_fix" if fixed else source, review, version, annotator] += 1
+            if task_id != last_task:  # rows come in task order
+                tasks, last_task = tasks + 1, task_id
+        tick(len(rows))
+    for (where, source, review, version, annotator), n in written.items():
+        stats.rows[f"sft.{where}"] += n
+        stats.sources[f"sft:{source}"] += n
+        stats.review[review] += n
+        stats.instruction_versions[version] += n
+        stats.annotators[annotator] += n
+    stats.tasks["sft"] = tasks
+    return writers.close()
+
+
+def _write_dpo(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_flagged: bool,
+               min_agreement: float | None) -> dict:
+    add = {name: writer.add for name, writer in writers.splits.items()}
+    people: Counter = Counter()  # (annotator, instruction version) per submission read
+    chosen_sources: Counter = Counter()
+    rejected_sources: Counter = Counter()
+    rows_out: Counter = Counter()
+    n_tasks = 0
+    selected = qs.filter(kind=TaskKind.COMPARISON).exclude(ranking=[])
+    for batch in _batches(_DPO_SQL, selected, size=CHUNK // 4):
+        records = 0
+        for task_id, complete, subs, prompt, prompt_json, replies in batch:
+            subs = json.loads(subs)
+            records += len(subs)
             flagged = set()
-            for _ranking, flags, annotator, version, *_quality in subs:
+            for _ranking, flags, annotator, version, *_rest in subs:
                 for reply, names in (flags or {}).items():
                     stats.flags.update(names)
                     if names:
                         flagged.add(int(reply))
-                stats.instruction_versions[version] += 1
-                stats.annotators[annotator] += 1
+                people[annotator, version] += 1
             exclude = flagged if exclude_flagged else set()
             stats.excluded["dpo_flagged_replies"] += len(exclude)
             rankings = [s[0] for s in subs]
-            tau = task_mean_taus([(task_id, rankings)])[task_id]
+            # One ranking has no agreement (task_mean_taus says None); skip its numpy call.
+            tau = task_mean_taus([(task_id, rankings)])[task_id] if len(rankings) > 1 else None
             if min_agreement is not None and (tau is None or tau < min_agreement):
                 # Too few annotators to measure agreement counts as not agreeing enough.
                 stats.excluded["dpo_tasks_below_min_agreement"] += 1
                 continue
-            found = pairs.pairs_from_rankings(rankings, exclude=exclude)
-            found = [(c, r) for c, r in found if c in replies and r in replies]
+            texts = {reply_id: (source, text) for reply_id, source, text in json.loads(replies or "[]")}
+            found = [(c, r) for c, r in pairs.pairs_from_rankings(rankings, exclude=exclude)
+                     if c in texts and r in texts]
             if not found:
                 stats.excluded["dpo_tasks_without_pairs"] += 1
                 continue
             n_tasks += 1
-            prompt = _messages(conversation)
-            where = side(conversation)
+            if tau is not None:
+                stats.tau_tasks += 1
+                stats.tau_sum += tau
+            where = side(prompt)
             reviews = Counter(review_state(s[5], s[6], False) for s in subs)
             stats.review.update(reviews)
-            meta = {"task_id": task_id, "submission_ids": [s[4] for s in subs], "review": dict(reviews),
-                    "task_complete": subs[0][7] is not None,
-                    "agreement_tau": None if tau is None else round(tau, 4)}
+            meta = dumps({"task_id": task_id, "submission_ids": [s[4] for s in subs], "review": dict(reviews),
+                          "task_complete": complete, "agreement_tau": None if tau is None else round(tau, 4)})[:-1]
+            head = '{"prompt":' + prompt_json + ',"chosen":'
+            write = add[where]
             for chosen, rejected in found:
-                writers.write(where, {"prompt": prompt,
-                                      "chosen": [{"role": "assistant", "content": replies[chosen][0]}],
-                                      "rejected": [{"role": "assistant", "content": replies[rejected][0]}]},
-                              meta={**meta, "chosen_reply_id": chosen, "rejected_reply_id": rejected})
-                stats.rows[f"dpo.{where}"] += 1
-                stats.sources[f"dpo.chosen:{replies[chosen][1]}"] += 1
-                stats.sources[f"dpo.rejected:{replies[rejected][1]}"] += 1
-        stats.tasks["dpo"] = n_tasks
-        files.update(writers.close())
-    return stats, files
+                (chosen_source, chosen_text), (rejected_source, rejected_text) = texts[chosen], texts[rejected]
+                write(f'{head}{chosen_text},"rejected":{rejected_text}}}\n',
+                      f'{meta},"chosen_reply_id":{chosen},"rejected_reply_id":{rejected}}}\n')
+                chosen_sources[chosen_source] += 1
+                rejected_sources[rejected_source] += 1
+            rows_out[where] += len(found)
+        tick(records)
+    for (annotator, version), n in people.items():
+        stats.annotators[annotator] += n
+        stats.instruction_versions[version] += n
+    for where, n in rows_out.items():
+        stats.rows[f"dpo.{where}"] += n
+    for source, n in chosen_sources.items():
+        stats.sources[f"dpo.chosen:{source}"] += n
+    for source, n in rejected_sources.items():
+        stats.sources[f"dpo.rejected:{source}"] += n
+    stats.tasks["dpo"] = n_tasks
+    return writers.close()
 
 
 def annotator_names(ids) -> dict[int, str]:

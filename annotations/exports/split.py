@@ -29,7 +29,12 @@ def prompt_text(conversation: list[dict]) -> str:
 
 
 def prompt_key(conversation: list[dict]) -> str:
-    normal = _SPACE.sub(" ", prompt_text(conversation).lower()).strip()
+    return text_key(prompt_text(conversation))
+
+
+def text_key(text: str) -> str:
+    """The group key of a prompt given as ``prompt_text`` (the export reads that text from SQL)."""
+    normal = _SPACE.sub(" ", text.lower()).strip()
     return hashlib.sha256(normal.encode()).hexdigest()
 
 

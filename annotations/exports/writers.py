@@ -1,5 +1,11 @@
-"""Incremental writers: JSONL line by line, Parquet by row groups. Memory stays flat whatever the
-number of rows; each writer hashes what it writes so the snapshot gets a content hash for free."""
+"""Incremental writers, fed whole JSONL lines.
+
+Each split of a format (``sft.train`` ...) buffers at most ``ROW_GROUP_ROWS`` lines; a full buffer is
+appended to the JSONL file and its meta file and parsed once by Arrow's JSON reader into one Parquet
+row group (``pyarrow.json``, with the format's schema as the explicit schema), so no per-row Python
+builds Arrow columns. Memory stays flat whatever the number of rows; every file is hashed as its
+bytes are written (Parquet through a hashing sink), so the snapshot's content hash costs no re-read.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +13,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -16,81 +23,113 @@ SCHEMAS = {
     "dpo": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]),
 }
 ROW_GROUP_ROWS = 20_000
+JSON_BLOCK_BYTES = 1 << 24  # Arrow parses blocks in parallel; a longer line gets one block of its own
 
 
-class JsonlWriter:
+def dumps(value) -> str:
+    """The JSON of every exported line: compact, UTF-8 as is (what the SQL in service.py builds too)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class HashingFile:
+    """A binary file that hashes every byte written to it; Parquet writes through one as well."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.file = open(self.path, "wb")
         self.sha = hashlib.sha256()
-        self.rows = 0
+        self.closed = False
 
-    def write(self, row: dict) -> None:
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        self.file.write(line)
-        self.sha.update(line)
-        self.rows += 1
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.file.write(data)
 
-    def close(self) -> dict:
-        self.file.close()
-        return {"rows": self.rows, "bytes": self.path.stat().st_size, "sha256": self.sha.hexdigest()}
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.close()
+            self.closed = True
+
+    def summary(self, rows: int) -> dict:
+        self.close()
+        return {"rows": rows, "bytes": self.path.stat().st_size, "sha256": self.sha.hexdigest()}
 
 
-class ParquetWriter:
-    """Buffers ``ROW_GROUP_ROWS`` rows column-wise, then writes them as one row group."""
+def jsonl_table(data: bytes, schema: pa.Schema) -> pa.Table:
+    """JSONL bytes -> an Arrow table of ``schema`` (every field required, nothing else allowed)."""
+    parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    try:
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES),
+                                 parse_options=parse)
+    except pa.ArrowInvalid:
+        if len(data) < JSON_BLOCK_BYTES:
+            raise
+        # A line longer than a block ("straddling object"): parse the batch as one block.
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=len(data) + 1),
+                                 parse_options=parse)
+    return table.select(schema.names).cast(schema)
 
-    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
-        self.path = Path(path)
-        self.schema = schema
+
+class SplitWriter:
+    """``<fmt>.<split>.jsonl``, ``.parquet`` and ``.meta.jsonl``: line n of the meta file describes row n
+    (task, submissions, review state, completion, agreement), so provenance travels with the data
+    without changing the training schema."""
+
+    def __init__(self, folder: Path, fmt: str, split: str, row_group_rows: int = ROW_GROUP_ROWS):
+        self.schema = SCHEMAS[fmt]
         self.row_group_rows = row_group_rows
-        self.writer = pq.ParquetWriter(self.path, schema, compression="zstd")
-        self.columns: dict[str, list] = {name: [] for name in schema.names}
-        self.buffered = 0
+        self.jsonl = HashingFile(folder / f"{fmt}.{split}.jsonl")
+        self.meta = HashingFile(folder / f"{fmt}.{split}.meta.jsonl")
+        self.parquet_file = HashingFile(folder / f"{fmt}.{split}.parquet")
+        self.parquet = pq.ParquetWriter(self.parquet_file, self.schema, compression="zstd")
+        self.lines: list[str] = []
+        self.metas: list[str] = []
         self.rows = 0
 
-    def write(self, row: dict) -> None:
-        for name, values in self.columns.items():
-            values.append(row[name])
-        self.buffered += 1
-        if self.buffered >= self.row_group_rows:
+    def add(self, line: str, meta: str) -> None:
+        """One row: its JSONL line and its meta line, each ending in a newline."""
+        self.lines.append(line)
+        self.metas.append(meta)
+        if len(self.lines) >= self.row_group_rows:
             self.flush()
 
     def flush(self) -> None:
-        if not self.buffered:
+        if not self.lines:
             return
-        table = pa.Table.from_pydict(self.columns, schema=self.schema)
-        self.writer.write_table(table)
-        self.rows += self.buffered
-        self.columns = {name: [] for name in self.schema.names}
-        self.buffered = 0
+        data = "".join(self.lines).encode()
+        self.jsonl.write(data)
+        self.meta.write("".join(self.metas).encode())
+        self.parquet.write_table(jsonl_table(data, self.schema))
+        self.rows += len(self.lines)
+        self.lines, self.metas = [], []
 
-    def close(self) -> dict:
+    def close(self) -> dict[str, dict]:
         self.flush()
-        self.writer.close()
-        sha = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-        return {"rows": self.rows, "bytes": self.path.stat().st_size, "sha256": sha.hexdigest()}
+        self.parquet.close()
+        return {f.path.name: f.summary(self.rows) for f in (self.jsonl, self.parquet_file, self.meta)}
 
 
 class FormatWriters:
-    """train/eval × jsonl/parquet writers of one format (``sft`` or ``dpo``), and beside each split a
-    ``<fmt>.<split>.meta.jsonl`` whose line n describes row n (task, submissions, review state,
-    completion, agreement): provenance travels with the data without changing the training schema."""
+    """train/eval writers of one format (``sft`` or ``dpo``)."""
 
     def __init__(self, folder: Path, fmt: str):
         self.fmt = fmt
-        self.writers = {}
-        for split in ("train", "eval"):
-            self.writers[(split, "jsonl")] = JsonlWriter(folder / f"{fmt}.{split}.jsonl")
-            self.writers[(split, "parquet")] = ParquetWriter(folder / f"{fmt}.{split}.parquet", SCHEMAS[fmt])
-            self.writers[(split, "meta")] = JsonlWriter(folder / f"{fmt}.{split}.meta.jsonl")
+        self.splits = {split: SplitWriter(folder, fmt, split) for split in ("train", "eval")}
 
     def write(self, split: str, row: dict, meta: dict) -> None:
-        self.writers[(split, "jsonl")].write(row)
-        self.writers[(split, "parquet")].write(row)
-        self.writers[(split, "meta")].write(meta)
+        """One row from Python values (the service's fast path hands ``SplitWriter.add`` ready lines)."""
+        self.splits[split].add(dumps(row) + "\n", dumps(meta) + "\n")
 
     def close(self) -> dict[str, dict]:
-        return {w.path.name: w.close() for w in self.writers.values()}
+        files: dict[str, dict] = {}
+        for writer in self.splits.values():
+            files.update(writer.close())
+        return files
