@@ -30,6 +30,7 @@ def build(*, snapshot, stats, files: dict, seconds: float, screening: dict | Non
         "instruction_versions": {str(k): v for k, v in sorted(stats.instruction_versions.items())},
         "annotators": {names.get(k, str(k)): v for k, v in stats.annotators.most_common()},
         "flags": dict(stats.flags),
+        "agreement": stats.agreement(),
         "sources": dict(stats.sources),
         "model_draft_share": {
             "sft_edited_drafts": round(stats.sources.get("sft:edited_draft", 0) / sft_rows, 4) if sft_rows else 0.0,
@@ -59,6 +60,13 @@ def _screening_lines(screening: dict) -> list[str]:
         title = f["title"].replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {f['id']}: {title} | {f['kind']} | {f['score']} | {f['items']} | `POST {f['exclude']}` |")
     return lines
+
+
+def _agreement_lines(agreement: dict) -> list[str]:
+    if not agreement.get("dpo_tasks_measured"):
+        return ["No exported comparison task was ranked by two or more people."]
+    return [f"Mean task tau {agreement['mean_task_tau']} over {agreement['dpo_tasks_measured']} DPO tasks "
+            f"({agreement['measure']}). Per row: `agreement_tau` in `dpo.<split>.meta.jsonl`."]
 
 
 def write(folder: Path, sheet: dict) -> None:
@@ -103,6 +111,10 @@ def write(folder: Path, sheet: dict) -> None:
         "",
         *(f"- {k}: {v}" for k, v in sheet["flags"].items()),
         *([] if sheet["flags"] else ["- none"]),
+        "",
+        "## Agreement",
+        "",
+        *_agreement_lines(sheet.get("agreement") or {}),
         "",
         "## Model-draft share",
         "",

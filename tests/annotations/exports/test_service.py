@@ -152,9 +152,17 @@ def test_export_command_builds_a_snapshot(project):
     from django.core.management import call_command
 
     demonstration(project, [{"role": "user", "content": "x"}], ["y"])
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     call_command("export", str(project.pk), "--format", "sft", "--eval-fraction", "0", "--no-near-duplicates",
-                 "--licence", "CC0", stdout=out)
+                 "--licence", "CC0", stdout=out, stderr=err)
     result = json.loads(out.getvalue())
     assert result["counts"]["rows"] == {"sft.train": 1}
     assert json.loads((Path(result["path"]) / "datasheet.json").read_text())["licence"] == "CC0"
+    # Every filter of the API is an option; the pending work is left out by --exclude-pending-review.
+    call_command("export", str(project.pk), "--eval-fraction", "0", "--no-near-duplicates", "--include-gold",
+                 "--completed-only", "--exclude-pending-review", "--min-agreement", "0.5", "--seed", "s1",
+                 stdout=out, stderr=err)
+    snap = DatasetSnapshot.objects.order_by("-id").first()
+    assert snap.filters["exclude_gold"] is False and snap.filters["completed_only"] is True
+    assert snap.filters["exclude_pending_review"] is True and snap.filters["min_agreement"] == 0.5
+    assert snap.options["seed"] == "s1" and snap.status == "ready" and snap.counts["records"] == 0

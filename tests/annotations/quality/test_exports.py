@@ -105,5 +105,8 @@ def test_min_agreement_keeps_only_tasks_whose_annotators_agree(project):
     assert sorted(meta[0]["submission_ids"]) == sorted(
         Submission.objects.filter(task=agree).values_list("pk", flat=True))
     assert snap.counts["excluded"]["dpo_tasks_below_min_agreement"] == 2  # disagreeing, and one annotator alone
+    sheet = json.loads((Path(snap.path) / "datasheet.json").read_text())
+    assert sheet["agreement"]["dpo_tasks_measured"] == 1 and sheet["agreement"]["mean_task_tau"] == 1.0
+    assert "Mean task tau 1.0 over 1 DPO tasks" in (Path(snap.path) / "datasheet.md").read_text()
     with pytest.raises(InvalidInput, match="min_agreement"):
         create_snapshot(project=project, min_agreement=2)
