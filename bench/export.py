@@ -17,9 +17,11 @@ scans at most ``SCREENING_MAX_ITEMS`` tasks and is measured by bench/screening.p
 grouping is on, as by default; above ``EXPORT_NEAR_DUP_MAX_PROMPTS`` distinct prompts it falls back to
 exact grouping, which is what happens at this size.
 
-Prints per run: wall seconds, CPU seconds of the export process (PostgreSQL's own CPU is not in
-it), peak RSS of the export process (ru_maxrss of a fresh process), rows, bytes written and the
-snapshot's content hash, so two code trees on the same data can be checked for identical output.
+Prints per run: wall seconds, CPU seconds of the export process and of the PostgreSQL backend
+serving it (read from /proc, so only with PostgreSQL on this machine), peak RSS of the export process
+(ru_maxrss of a fresh process; its RSS after Django's start-up is printed beside it), rows, bytes
+written and the snapshot's content hash, so two code trees on the same data can be checked for
+identical output.
 Pass an older checkout (``git archive <rev> | tar -x -C /tmp/old``) as the first ``--code`` to
 measure before and after in one run under the same load.
 """
@@ -90,8 +92,10 @@ def main() -> None:
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 result.update(tree=tree, load_before=round(load_avg[0], 2), load_after=round(os.getloadavg()[0], 2))
                 results.append(result)
-                print(f"[{attempt + 1}] {tree}: wall {result['wall_s']:.1f} s, CPU {result['cpu_s']:.1f} s, "
-                      f"peak RSS {result['peak_rss_mb']:.0f} MB, rows {result['rows']}, "
+                pg = f"{result['pg_cpu_s']:.1f} s" if result.get("pg_cpu_s") is not None else "n/a"
+                print(f"[{attempt + 1}] {tree}: wall {result['wall_s']:.1f} s, CPU {result['cpu_s']:.1f} s "
+                      f"(PostgreSQL backend {pg}), peak RSS {result['peak_rss_mb']:.0f} MB "
+                      f"({result.get('rss_before_mb', 0):.0f} MB before the export), rows {result['rows']}, "
                       f"files {result['bytes'] / 1e6:.0f} MB, content {result['content_sha256'][:12]}, "
                       f"load 1-min avg {result['load_before']} -> {result['load_after']} on {os.cpu_count()} cores",
                       flush=True)
@@ -179,6 +183,23 @@ def load(n: int, db: str) -> None:
     connection.close()
 
 
+def _rss_now_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of a local process: the PostgreSQL backend serving the export
+    (its parallel workers, if any, are not in it). None when PostgreSQL is not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(args) -> None:
     """One export in this (fresh) process, from the tree given: prints one JSON line."""
     sys.path.insert(0, args.tree)
@@ -194,15 +215,23 @@ def measure(args) -> None:
     folder = Path(tempfile.mkdtemp(prefix="export-bench-"))
     settings.EXPORT_SNAPSHOT_ROOT = str(folder)
     settings.SCREENING_ON_SNAPSHOT = False
+    from django.db import connection
+
     project = Project.objects.get(name="export bench")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    rss_before = _rss_now_mb()
+    pg_cpu = _proc_cpu_s(backend)
     started, cpu = time.monotonic(), time.process_time()
     snapshot = build_snapshot(snapshot_id=create_snapshot(project=project, created_by=project.created_by).pk)
     wall, cpu = time.monotonic() - started, time.process_time() - cpu
+    pg_cpu = _proc_cpu_s(backend) - pg_cpu if pg_cpu is not None else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = sum(snapshot.counts["rows"].values())
     size = sum(f["bytes"] for f in snapshot.files.values())
     shutil.rmtree(folder, ignore_errors=True)
-    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "rows": rows, "bytes": size,
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "rss_before_mb": rss_before, "pg_cpu_s": pg_cpu, "rows": rows, "bytes": size,
                       "counts": snapshot.counts, "content_sha256": snapshot.content_sha256}))
 
 

@@ -11,14 +11,14 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -299,8 +299,10 @@ def _group_keys(snapshot: DatasetSnapshot, qs, stats: Stats) -> dict[str, str]:
 # --- the export read: JSON lines built by PostgreSQL ----------------------------------------------
 # Every text goes through to_json(text)::text, which escapes exactly as json.dumps(ensure_ascii=False)
 # does (tests/annotations/exports/test_sql_json.py checks it on hostile text), and the punctuation is
-# compact, so a line is byte for byte what writers.dumps would write for the same row. Python only
-# decides the split and the pairs and appends ready lines; it never decodes a reply.
+# compact, so a line is byte for byte what writers.dumps writes for the same row (the Python source
+# below, used on other databases, is checked equal to it). Python only decides the split and the
+# pairs and appends ready lines; it never decodes a reply. The rows stream through COPY TO STDOUT,
+# so PostgreSQL builds the next lines on one core while this process writes on the other.
 _ROLE = "coalesce(m->>'role', '')"
 _CONTENT = "coalesce(m->>'content', '')"
 # One lateral row per task: its messages as compact JSON objects joined by commas (no brackets) and
@@ -309,49 +311,144 @@ _CONVERSATION = f"""LEFT JOIN LATERAL (
     SELECT string_agg('{{"role":' || to_json({_ROLE})::text || ',"content":' || to_json({_CONTENT})::text || '}}', ','
                       ORDER BY i) AS messages,
            string_agg({_ROLE} || ': ' || {_CONTENT}, E'\\n' ORDER BY i) AS prompt
-    FROM jsonb_array_elements(t.conversation) WITH ORDINALITY AS e(m, i)) c ON true"""
-_ASSISTANT = """'[{"role":"assistant","content":' || to_json(%s)::text || '}]'"""
+    FROM jsonb_array_elements(%s) WITH ORDINALITY AS e(m, i)) c ON true"""
 
+# (task, submission, reply, annotator, instruction version, status, review_required, task complete,
+#  reply source, fixed by a reviewer, flags as JSON text or None, prompt text, JSONL line)
+_SFT_TYPES = ["int8", "int8", "int8", "int8", "int8", "text", "bool", "bool", "text", "bool", "text", "text", "text"]
 _SFT_SQL = f"""
-SELECT s.task_id, s.id, s.reply_id, s.annotator_id, v.number, s.status, s.review_required,
-       t.completed_at IS NOT NULL, r.source, fx.content IS NOT NULL,
-       CASE WHEN s.flags = '{{}}'::jsonb THEN NULL ELSE s.flags::text END,
-       coalesce(c.prompt, ''),
+SELECT s.tid, s.sid, s.rid, s.aid, s.ver, s.st, s.rr, s.done IS NOT NULL, r.source, fx.content IS NOT NULL,
+       CASE WHEN s.fl = '{{}}'::jsonb THEN NULL ELSE s.fl::text END, coalesce(c.prompt, ''),
        '{{"messages":[' || coalesce(c.messages || ',', '') || '{{"role":"assistant","content":'
            || to_json(coalesce(fx.content, r.content))::text || '}}]}}' || E'\\n'
-FROM annotations_submission s
-JOIN annotations_task t ON t.id = s.task_id
-JOIN annotations_candidatereply r ON r.id = s.reply_id
-JOIN annotations_instructionversion v ON v.id = s.instruction_version_id
+FROM (%(selected)s) s
+JOIN annotations_candidatereply r ON r.id = s.rid
 LEFT JOIN LATERAL (  -- a reviewer's fix replaces the annotator's text (the original stays stored)
     SELECT f.content FROM annotations_review rv LEFT JOIN annotations_candidatereply f ON f.id = rv.fixed_reply_id
-    WHERE rv.submission_id = s.id AND rv.decision = 'fix' ORDER BY rv.id DESC LIMIT 1) fx ON true
-{_CONVERSATION}
-WHERE s.id IN (%(selected)s)
-ORDER BY s.task_id, s.id"""
+    WHERE rv.submission_id = s.sid AND rv.decision = 'fix' ORDER BY rv.id DESC LIMIT 1) fx ON true
+{_CONVERSATION % "s.conv"}
+ORDER BY s.tid, s.sid"""
 
+# (task, task complete, submissions as JSON [[ranking, flags, annotator, version, id, status,
+#  review_required], ...] by id, prompt text, prompt messages as JSON, replies as JSON
+#  [[id, source, '[{"role":"assistant","content":...}]'], ...] by id)
+_DPO_TYPES = ["int8", "bool", "text", "text", "text", "text"]
 _DPO_SQL = f"""
 SELECT t.id, t.completed_at IS NOT NULL, g.subs, coalesce(c.prompt, ''), '[' || coalesce(c.messages, '') || ']',
-       (SELECT json_agg(json_build_array(r.id, r.source, {_ASSISTANT % "r.content"}) ORDER BY r.id)::text
+       (SELECT json_agg(json_build_array(r.id, r.source,
+                        '[{{"role":"assistant","content":' || to_json(r.content)::text || '}}]') ORDER BY r.id)::text
         FROM annotations_candidatereply r WHERE r.task_id = t.id)
-FROM (SELECT s.task_id, json_agg(json_build_array(s.ranking, s.flags, s.annotator_id, v.number, s.id, s.status,
-                                                  s.review_required) ORDER BY s.id)::text AS subs
-      FROM annotations_submission s JOIN annotations_instructionversion v ON v.id = s.instruction_version_id
-      WHERE s.id IN (%(selected)s)
-      GROUP BY s.task_id) g
-JOIN annotations_task t ON t.id = g.task_id
-{_CONVERSATION}
+FROM (SELECT s.tid, json_agg(json_build_array(s.rk, s.fl, s.aid, s.ver, s.sid, s.st, s.rr) ORDER BY s.sid)::text AS subs
+      FROM (%(selected)s) s GROUP BY s.tid) g
+JOIN annotations_task t ON t.id = g.tid
+{_CONVERSATION % "t.conversation"}
 ORDER BY t.id"""
 
 
-def _batches(template: str, selected, size: int = CHUNK) -> Iterator[list[tuple]]:
-    """Rows of ``template`` for the submissions of ``selected`` (a queryset), from a server-side
-    cursor, ``size`` at a time."""
-    sql, params = selected.order_by().values("id").query.sql_with_params()
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(template.replace("%(selected)s", sql), params)
-        while rows := cursor.fetchmany(size):
-            yield rows
+def _sft_selected(qs):
+    return qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False).order_by().values(
+        sid=F("id"), tid=F("task_id"), rid=F("reply_id"), aid=F("annotator_id"), ver=F("instruction_version__number"),
+        st=F("status"), rr=F("review_required"), fl=F("flags"), conv=F("task__conversation"),
+        done=F("task__completed_at"))
+
+
+def _dpo_selected(qs):
+    return qs.filter(kind=TaskKind.COMPARISON).exclude(ranking=[]).order_by().values(
+        sid=F("id"), tid=F("task_id"), aid=F("annotator_id"), ver=F("instruction_version__number"), st=F("status"),
+        rr=F("review_required"), rk=F("ranking"), fl=F("flags"))
+
+
+def _copy_batches(template: str, selected, types: list[str], size: int) -> Iterator[list[tuple]]:
+    """Rows of ``template`` around the queryset ``selected``, streamed by COPY, ``size`` at a time.
+    The connection is busy until the last row is read: write nothing through it meanwhile."""
+    import psycopg
+
+    sql, params = selected.query.sql_with_params()
+    connection.ensure_connection()
+    raw = connection.connection
+    query = psycopg.ClientCursor(raw).mogrify(template.replace("%(selected)s", sql), params)
+    with raw.cursor() as cursor:
+        # JIT compiling these plans costs seconds and buys nothing on a single pass; sorts and the
+        # per-task aggregation stay in memory with a larger work_mem (this session only).
+        cursor.execute("SET jit = off")
+        cursor.execute(f"SET work_mem = '{int(getattr(settings, 'EXPORT_WORK_MEM_MB', 64))}MB'")
+        try:
+            with cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
+                copy.set_types(types)
+                batch = []
+                for row in copy.rows():
+                    batch.append(row)
+                    if len(batch) >= size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+        finally:
+            cursor.execute("RESET jit")
+            cursor.execute("RESET work_mem")
+
+
+def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _sft_rows(qs) -> Iterator[list[tuple]]:
+    if connection.vendor == "postgresql":
+        return _copy_batches(_SFT_SQL, _sft_selected(qs), _SFT_TYPES, CHUNK)
+    return _chunks(_python_sft_rows(qs), CHUNK)
+
+
+def _dpo_rows(qs) -> Iterator[list[tuple]]:
+    if connection.vendor == "postgresql":
+        return _copy_batches(_DPO_SQL, _dpo_selected(qs), _DPO_TYPES, CHUNK // 4)
+    return _chunks(_python_dpo_rows(qs), CHUNK // 4)
+
+
+def _python_sft_rows(qs) -> Iterator[tuple]:
+    """The rows of ``_SFT_SQL`` built in Python from the ORM (SQLite, and the reference in tests)."""
+    for (task_id, conversation, reply_id, content, source, flags, annotator, version, sub_id, status,
+         review_required, fixed, completed_at) in _demonstrations(qs):
+        line = dumps({"messages": _messages(conversation) + [
+            {"role": "assistant", "content": content if fixed is None else fixed}]}) + "\n"
+        yield (task_id, sub_id, reply_id, annotator, version, status, review_required, completed_at is not None,
+               source, fixed is not None, dumps(flags) if flags else None, split.prompt_text(_messages(conversation)),
+               line)
+
+
+def _python_dpo_rows(qs) -> Iterator[tuple]:
+    """The rows of ``_DPO_SQL`` built in Python from the ORM."""
+    for task_id, conversation, subs, replies in _comparisons(qs):
+        messages = _messages(conversation)
+        yield (task_id, subs[0][7] is not None, dumps([list(s[:7]) for s in subs]), split.prompt_text(messages),
+               dumps(messages), dumps([[reply_id, source, dumps([{"role": "assistant", "content": content}])]
+                                       for reply_id, (content, source) in sorted(replies.items())]))
+
+
+class _ProgressWriter:
+    """Writes a snapshot's progress through a connection of its own: the export's connection is busy
+    streaming rows. (Inside a test's transaction the row is not visible there; nothing is written.)"""
+
+    def __init__(self, snapshot_id: int):
+        self.snapshot_id = snapshot_id
+        self.db = None
+
+    def __call__(self, records: int, progress: float) -> None:
+        if self.db is None:
+            self.db = connections.create_connection(DEFAULT_DB_ALIAS)
+        with self.db.cursor() as cursor:
+            cursor.execute(f"UPDATE {DatasetSnapshot._meta.db_table} SET records_done = %s, progress = %s "
+                           "WHERE id = %s", [records, progress, self.snapshot_id])
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
 
 
 def _write(snapshot: DatasetSnapshot, folder: Path, on_progress=None) -> tuple[Stats, dict]:
@@ -374,22 +471,27 @@ def _write(snapshot: DatasetSnapshot, folder: Path, on_progress=None) -> tuple[S
         key = text_key(prompt)
         return split_of(groups.get(key, key), eval_fraction, seed)
 
+    record_progress = _ProgressWriter(snapshot.pk)
+
     def tick(n: int) -> None:
         before = stats.records
         stats.records += n
         if before // PROGRESS_EVERY != stats.records // PROGRESS_EVERY:
             progress = min(stats.records / total, 0.99)
-            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(records_done=stats.records, progress=progress)
+            record_progress(stats.records, progress)
             if on_progress is not None:
                 on_progress(stats.records, progress)
 
     files: dict[str, dict] = {}
-    if "sft" in snapshot.formats:
-        writers = FormatWriters(folder, "sft")
-        files.update(_write_sft(qs, writers, stats, side, tick, exclude_flagged))
-    if "dpo" in snapshot.formats:
-        writers = FormatWriters(folder, "dpo")
-        files.update(_write_dpo(qs, writers, stats, side, tick, exclude_flagged, min_agreement))
+    try:
+        if "sft" in snapshot.formats:
+            writers = FormatWriters(folder, "sft")
+            files.update(_write_sft(qs, writers, stats, side, tick, exclude_flagged))
+        if "dpo" in snapshot.formats:
+            writers = FormatWriters(folder, "dpo")
+            files.update(_write_dpo(qs, writers, stats, side, tick, exclude_flagged, min_agreement))
+    finally:
+        record_progress.close()
     return stats, files
 
 
@@ -398,8 +500,7 @@ def _write_sft(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
     written: Counter = Counter()
     add = {name: writer.add for name, writer in writers.splits.items()}
     tasks, last_task = 0, None
-    selected = qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False)
-    for rows in _batches(_SFT_SQL, selected):
+    for rows in _sft_rows(qs):
         for (task_id, sub_id, reply_id, annotator, version, status, review_required, complete, source, fixed, flags,
              prompt, line) in rows:
             if flags is not None:
@@ -436,8 +537,7 @@ def _write_dpo(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
     rejected_sources: Counter = Counter()
     rows_out: Counter = Counter()
     n_tasks = 0
-    selected = qs.filter(kind=TaskKind.COMPARISON).exclude(ranking=[])
-    for batch in _batches(_DPO_SQL, selected, size=CHUNK // 4):
+    for batch in _dpo_rows(qs):
         records = 0
         for task_id, complete, subs, prompt, prompt_json, replies in batch:
             subs = json.loads(subs)

@@ -66,3 +66,37 @@ def test_every_exported_line_is_what_json_dumps_writes(project):
     assert sorted(row["messages"][1]["content"] for row in sft) == sorted(texts)
     assert all(row["messages"][2] == {"role": "assistant", "content": row["messages"][1]["content"][::-1] or "x"}
                for row in sft)
+
+
+def test_the_python_rows_for_other_databases_equal_the_sql_rows(project):
+    """SQLite (make run without PostgreSQL) exports through the ORM and Python; same rows."""
+    from itertools import chain
+
+    from annotations.exports import service
+    from annotations.models import Review, Submission
+    from tests.factories import UserFactory
+
+    texts = nasty_texts()[:20]
+    for i, text in enumerate(texts):
+        demonstration(project, [{"role": "system", "content": f"s{i}"}, {"role": "user", "content": text}], [text],
+                      flags={"1": ["unsafe"]} if i % 5 == 0 else None, source="edited_draft" if i % 3 else "human")
+        comparison(project, [{"role": "user", "content": text}], [text, "b", "c"], [[[0], [1, 2]], [[1], [0], [2]]],
+                   flags={2: ["factually_wrong"]} if i % 4 == 0 else None)
+    fixed = Submission.objects.filter(project=project, kind="demonstration").first()
+    better = fixed.task.replies.create(content="A reviewer's \"fix\"\n", source="human")
+    Review.objects.create(submission=fixed, reviewer=UserFactory(), decision="fix", fixed_reply=better)
+    snapshot = create_snapshot(project=project, near_duplicates=False, exclude_flagged=False)
+    qs = service.selected_submissions(snapshot)
+
+    def sft(row):
+        return (*row[:10], json.loads(row[10]) if row[10] else None, *row[11:])
+
+    def dpo(row):
+        return (row[0], row[1], json.loads(row[2]), row[3], row[4], json.loads(row[5]))
+
+    by_sql = [sft(r) for r in chain.from_iterable(service._sft_rows(qs))]
+    assert by_sql == [sft(r) for r in service._python_sft_rows(qs)]
+    assert len(by_sql) == len(texts) and sum(r[9] for r in by_sql) == 1  # one fixed
+    assert json.loads(next(r for r in by_sql if r[9])[12])["messages"][-1]["content"] == "A reviewer's \"fix\"\n"
+    by_sql = [dpo(r) for r in chain.from_iterable(service._dpo_rows(qs))]
+    assert by_sql == [dpo(r) for r in service._python_dpo_rows(qs)] and len(by_sql) == len(texts)
