@@ -9,7 +9,7 @@ class AnnotationsConfig(AppConfig):
         from django.utils import timezone
 
         from . import recovery
-        from .models import DatasetSnapshot, ImportBatch
+        from .models import DataScan, DatasetSnapshot, ImportBatch
 
         def fail_import(pk, reason):
             ImportBatch.objects.filter(pk=pk).update(status=ImportBatch.Status.FAILED, error_count=1,
@@ -20,5 +20,12 @@ class AnnotationsConfig(AppConfig):
             DatasetSnapshot.objects.filter(pk=pk).update(status=DatasetSnapshot.Status.FAILED, error=reason,
                                                          finished_at=timezone.now())
 
+        def fail_scan(pk, reason):
+            DataScan.objects.filter(pk=pk).update(status=DataScan.Status.FAILED, error=reason,
+                                                  finished_at=timezone.now())
+
         recovery.register(recovery.JobKind("import", ImportBatch, "annotations.process_import", fail_import))
+        # Import scans (a snapshot's scan runs inside its build, under the snapshot's lock).
+        recovery.register(recovery.JobKind("scan_import", DataScan, "annotations.scan_import", fail_scan,
+                                           only={"import_batch__isnull": False}, arg="import_batch_id"))
         recovery.register(recovery.JobKind("snapshot", DatasetSnapshot, "annotations.build_snapshot", fail_snapshot))

@@ -15,15 +15,18 @@ class ModelsServiceConfig(AppConfig):
 
 
 def _register_recovery() -> None:
-    """Model jobs and finetunes are swept for interruptions like imports and snapshots
-    (annotations.recovery)."""
+    """Every model job is swept for interruptions like imports and snapshots
+    (annotations.recovery): drafting, judging, eval generation and arena judging jobs, finetunes,
+    eval-set builds, critiques and red-team replies."""
     from django.utils import timezone
 
     from annotations import recovery
+    from annotations.models import RedTeamTurn
 
+    from . import locks
+    from .evaluation.models import EvalSet
     from .finetune.service import LOCK as FINETUNE_LOCK
-    from .models import FinetuneJob, ModelJob
-    from .tasks import LOCK as MODEL_JOB_LOCK
+    from .models import Critique, FinetuneJob, ModelJob
 
     def fail_model_job(pk, reason):
         ModelJob.objects.filter(pk=pk).update(status=ModelJob.Status.FAILED, error=reason, finished_at=timezone.now())
@@ -40,13 +43,31 @@ def _register_recovery() -> None:
         if run_id:
             advance_run(run_id=run_id)  # a given-up generation job fails its run; a judge leaves it done
 
+    def fail_eval_set(pk, reason):
+        EvalSet.objects.filter(pk=pk).update(status=EvalSet.Status.FAILED, error=reason, finished_at=timezone.now())
+
+    def fail_critique(pk, reason):
+        Critique.objects.filter(pk=pk, status=Critique.Status.PENDING).update(
+            status=Critique.Status.FAILED, error=reason, finished_at=timezone.now())
+
+    def fail_red_team_turn(pk, reason):
+        RedTeamTurn.objects.filter(pk=pk, status=RedTeamTurn.Status.PENDING).update(
+            status=RedTeamTurn.Status.FAILED, error=reason, completed_at=timezone.now())
+
     for kind, task, give_up in (
             (ModelJob.Kind.DRAFTING, "models_service.run_drafting_job", fail_model_job),
             (ModelJob.Kind.JUDGING, "models_service.run_judging_job", fail_model_job),
             (ModelJob.Kind.EVAL_GENERATION, "models_service.run_eval_generation_job", fail_eval_job),
             (ModelJob.Kind.ARENA_JUDGING, "models_service.run_arena_judging_job", fail_eval_job)):
-        recovery.register(recovery.JobKind(MODEL_JOB_LOCK, ModelJob, task, give_up, only={"kind": kind}))
+        recovery.register(recovery.JobKind(locks.MODEL_JOB, ModelJob, task, give_up, only={"kind": kind}))
     recovery.register(recovery.JobKind(FINETUNE_LOCK, FinetuneJob, "models_service.run_finetune", fail_finetune))
+    recovery.register(recovery.JobKind(locks.EVAL_SET, EvalSet, "models_service.build_eval_set", fail_eval_set))
+    # No running state: a pending row with a free lock and the run's mark left in the cache was interrupted.
+    recovery.register(recovery.JobKind(locks.CRITIQUE, Critique, "models_service.critique_submission", fail_critique,
+                                       running=None, arg="submission_id"))
+    recovery.register(recovery.JobKind(locks.RED_TEAM_TURN, RedTeamTurn, "models_service.red_team_turn",
+                                       fail_red_team_turn, only={"role": "assistant"}, running=None,
+                                       since="requested_at"))
 
 
 def _critique_new_submission(sender, submission_id: int, kind: str | None = None, **kwargs) -> None:
@@ -67,7 +88,23 @@ def _critique_new_submission(sender, submission_id: int, kind: str | None = None
         elif not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
             return
 
-        # The submission is committed: a broker outage must not turn its response into a 500.
+        # A pending row first, so the recovery sweep sees a critique whose message was lost (a
+        # Redis restart) or whose worker died. The submission is committed: neither a database hiccup
+        # here nor a broker outage may turn its response into an error.
+        from django.db import DatabaseError
+
+        from .backends import default_model_version
+        from .models import Critique
+
+        try:
+            submission = Submission.objects.select_related("instruction_version").get(pk=submission_id)
+            Critique.objects.get_or_create(submission=submission, model_version=default_model_version(),
+                                           defaults={"instruction_version": submission.instruction_version})
+        except DatabaseError:
+            import logging
+
+            logging.getLogger(__name__).warning("could not record the pending critique of submission %s",
+                                                submission_id, exc_info=True)
         enqueue(critique_submission, submission_id)
 
 
@@ -86,6 +123,9 @@ def _draft_new_import(sender, batch_id: int, **kwargs) -> None:
 
 def _answer_red_team_turn(sender, turn_id: int, **kwargs) -> None:
     # Sent on commit of the pending turn: the worker finds it.
+    from annotations.queueing import enqueue
+
     from .tasks import red_team_turn
 
-    red_team_turn.delay(turn_id)
+    # The pending turn is committed: with the broker down the sweep queues it later.
+    enqueue(red_team_turn, turn_id)

@@ -5,10 +5,9 @@ from django.conf import settings
 
 from annotations.recovery import DB_RETRY, run_locked
 
-from . import critique, drafting, judge, redteam
+from . import critique, drafting, judge, locks, redteam
 
-# Drafting and judging jobs share one run-lock name: a job id is one row of ModelJob.
-LOCK = "model_job"
+LOCK = locks.MODEL_JOB
 
 
 @shared_task(name="models_service.run_drafting_job", **DB_RETRY)
@@ -21,15 +20,18 @@ def run_judging_job(job_id: int) -> str:
     return run_locked(LOCK, job_id, lambda: judge.run_judging(job_id=job_id).status)
 
 
-@shared_task(name="models_service.critique_submission")
+@shared_task(name="models_service.critique_submission", **DB_RETRY)
 def critique_submission(submission_id: int) -> str:
-    return critique.critique_submission(submission_id=submission_id).status
+    return run_locked(locks.CRITIQUE, submission_id,
+                      lambda: critique.critique_submission(submission_id=submission_id).status)
+
+
 @shared_task(name="models_service.red_team_turn",
              # two attempts of RED_TEAM_TURN_TIMEOUT each, and room to load and store
              soft_time_limit=2 * settings.RED_TEAM_TURN_TIMEOUT + 30,
              time_limit=2 * settings.RED_TEAM_TURN_TIMEOUT + 60)
 def red_team_turn(turn_id: int) -> str:
-    return redteam.generate_turn(turn_id=turn_id).status
+    return run_locked(locks.RED_TEAM_TURN, turn_id, lambda: redteam.generate_turn(turn_id=turn_id).status)
 
 
 from .finetune.tasks import run_finetune  # noqa: E402,F401  (Celery autodiscovery)

@@ -169,15 +169,20 @@ def run_import_batch(*, batch_id: int) -> ImportBatch:
     batch.error_count = result.error_count
     batch.errors = result.errors
     batch.finished_at = timezone.now()
-    batch.save()
-    _report_progress(batch.pk, None)
-    if batch.status == ImportBatch.Status.DONE and batch.tasks_created:
-        transaction.on_commit(lambda: import_finished.send(sender=ImportBatch, batch_id=batch.pk))
-        if settings.SCREENING_ON_IMPORT:
-            from ..queueing import enqueue_on_commit
-            from ..screening.tasks import scan_import_task
+    with transaction.atomic():
+        batch.save()
+        if batch.status == ImportBatch.Status.DONE and batch.tasks_created:
+            transaction.on_commit(lambda: import_finished.send(sender=ImportBatch, batch_id=batch.pk))
+            if settings.SCREENING_ON_IMPORT:
+                from ..models import DataScan
+                from ..queueing import enqueue_on_commit
+                from ..screening.tasks import scan_import_task
 
-            enqueue_on_commit(scan_import_task, batch.pk)
+                # The pending scan commits with the import: a lost message or a killed worker leaves
+                # a row the recovery sweep finds.
+                DataScan.objects.get_or_create(import_batch=batch, defaults={"project_id": batch.project_id})
+                enqueue_on_commit(scan_import_task, batch.pk)
+    _report_progress(batch.pk, None)
     return batch
 
 

@@ -56,9 +56,11 @@ def create_eval_set(*, project: Project, created_by=None, name: str = "", snapsh
         options={"max_prompts": int(max_prompts), "include_held_out": bool(include_held_out),
                  "near_dup_threshold": float(threshold), "seed": seed})
     if enqueue:
+        from annotations.queueing import enqueue_on_commit
+
         from .tasks import build_eval_set_task
 
-        transaction.on_commit(lambda: build_eval_set_task.delay(eval_set.pk))
+        enqueue_on_commit(build_eval_set_task, eval_set.pk)  # a broker outage leaves it to the sweep
     return eval_set
 
 

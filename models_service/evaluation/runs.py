@@ -78,10 +78,12 @@ def create_eval_run(*, project: Project, eval_set: EvalSet, model_versions: list
         for version in unique
     ]
     if enqueue:
+        from annotations.queueing import enqueue_on_commit
+
         from .tasks import run_eval_generation_job
 
         for job in generation_jobs:
-            transaction.on_commit(lambda pk=job.pk: run_eval_generation_job.delay(pk))
+            enqueue_on_commit(run_eval_generation_job, job.pk)  # a broker outage leaves them to the sweep
     return run
 
 
@@ -135,12 +137,14 @@ def advance_run(*, run_id: int) -> EvalRun:
                 run.status = EvalRun.Status.FAILED
                 run.error = "No prompt got a reply from two models: no battles."
             elif run.judge_model_id and not judging:
+                from annotations.queueing import enqueue_on_commit
+
                 from .tasks import run_arena_judging_job
 
                 job = ModelJob.objects.create(project_id=run.project_id, kind=ModelJob.Kind.ARENA_JUDGING,
                                               model_version_id=run.judge_model_id, params={"eval_run": run.pk},
                                               created_by=run.created_by)
-                transaction.on_commit(lambda: run_arena_judging_job.delay(job.pk))
+                enqueue_on_commit(run_arena_judging_job, job.pk)
                 run.status = EvalRun.Status.JUDGING
             elif any(j.status in ACTIVE for j in judging):
                 run.status = EvalRun.Status.JUDGING

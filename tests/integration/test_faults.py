@@ -9,6 +9,7 @@ services are never touched. One worker and one beat (recovery sweep every 2 s) s
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 import uuid
@@ -48,9 +49,9 @@ class Faults:
 
         self.beat = Beat({**os.environ, **self.env}, tmp / "beat.log", tmp / "beat-schedule").start()
 
-    def start_worker(self) -> CeleryWorker:
+    def start_worker(self, concurrency: int = 2) -> CeleryWorker:
         self.worker = CeleryWorker(database=self.database, redis_url=self.redis.url, log_path=self.tmp / "worker.log",
-                                   concurrency=2, name="faults", env=self.env).start(timeout=120)
+                                   concurrency=concurrency, name="faults", env=self.env).start(timeout=120)
         return self.worker
 
     def log(self) -> str:
@@ -261,3 +262,147 @@ def test_submissions_over_http_through_a_database_drop_lose_nothing(faults, proj
     stored = dict(Submission.objects.filter(annotator=annotator).values_list("idempotency_key", "reply__content"))
     assert stored == labels  # every label, once, with its text
     assert Submission.objects.filter(annotator=annotator).count() == 16
+
+
+class GatedModelServer(FakeModelServer):
+    """Answers only once ``gate`` is set: until then every request waits, so a job that asked is
+    mid-job for as long as the test wants. Critiques and judgements get valid JSON."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+
+        def reply(body):
+            self.gate.wait(120)
+            name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+            if name == "critique":
+                text = json.dumps({"issues": [], "scores": {"helpful": 6, "truthful": 6, "harmless": 7},
+                                   "verdict": "accept"})
+            elif name == "judgement":
+                text = json.dumps({"reason": "clearer", "better": "A"})
+            else:
+                text = "A reply " + uuid.uuid4().hex[:8]
+            return chat(text)(body)
+
+        super().__init__([reply])
+        # the killed worker's requests end in broken pipes: expected, not worth a traceback each
+        self.httpd.handle_error = lambda request, client_address: None
+
+    def asked(self, kind: str) -> int:
+        def kind_of(body):
+            return (((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+                    or body.get("model"))
+        return sum(kind_of(b) == kind for b in list(self.requests))
+
+
+def test_worker_killed_mid_job_of_every_other_kind_finishes_each_once(faults, project, settings, tmp_path):
+    """Eval generation, arena judging, an eval-set build, a critique, a red-team reply and an import
+    scan, all mid-job in one worker when it is killed -9: the restarted worker's sweep queues each
+    again, each finishes, and each did its model work exactly twice (the lost try and the re-run)
+    and stored it once. The model jobs wait on a model server that holds its answers; the eval-set
+    build and the scan wait on a table lock the test holds, as behind a slow migration."""
+    import psycopg
+    from django.db import connection
+
+    from annotations.feedback.redteam import create_brief, post_message
+    from annotations.models import DataScan, ImportBatch, RedTeamTurn, Task
+    from annotations.screening.tasks import scan_import_task
+    from annotations.services.leases import lease_next_task
+    from annotations.services.submissions import submit_demonstration
+    from models_service.evaluation import eval_sets, runs
+    from models_service.evaluation.models import Battle, EvalReply, EvalRun, EvalSet, JudgeVote
+    from models_service.evaluation.tasks import run_arena_judging_job
+    from models_service.models import Critique
+
+    settings.EXPORT_SNAPSHOT_ROOT = str(tmp_path / "snapshots")
+    settings.CRITIQUE_ON_SUBMIT = True
+    faults.worker.kill()  # idle: the module's worker makes way for one with a slot per job
+    with GatedModelServer() as server:
+        def model(name):
+            return ModelVersion.objects.update_or_create(name=name, defaults={"backend": "openai",
+                                                                              "endpoint": server.base_url})[0]
+
+        critic, red, judge = model(settings.MODEL_NAME), model("red-team-model"), model("judge")
+        first, second = model("model-one"), model("model-two")
+        project.draft_model = red
+        project.save(update_fields=["draft_model"])
+        # one prompt: the eval sets are built without embeddings
+        TaskFactory(project=project, conversation=[{"role": "user", "content": "Why is the sky blue?"}])
+        ready = eval_sets.build_eval_set(eval_set_id=eval_sets.create_eval_set(project=project, enqueue=False).pk)
+        # run A: generation by the worker; run B: replies given, its judging by the worker
+        run_a = runs.create_eval_run(project=project, eval_set=ready, model_versions=[first, second])
+        run_b = runs.create_eval_run(project=project, eval_set=ready, model_versions=[first, second],
+                                     judge_model=judge, enqueue=False)
+        for job in runs.run_jobs(run_b):
+            EvalReply.objects.create(run=run_b, prompt=ready.prompts.get(), model_version=job.model_version,
+                                     content=f"reply of {job.model_version.name}")
+            ModelJob.objects.filter(pk=job.pk).update(status="done")
+        faults.start_worker(concurrency=8)  # a slot per job, one spare for the sweeps
+        runs.advance_run(run_id=run_b.pk)  # battles, then the judging job is queued
+        judging = ModelJob.objects.get(params__eval_run=run_b.pk, kind="arena_judging")
+        # a critique (queued on submit) and a red-team reply (queued on the message)
+        annotator = UserFactory()
+        MembershipFactory(project=project, user=annotator, role=Role.ANNOTATOR)
+        lease = lease_next_task(project=project, annotator=annotator, kinds=[TaskKind.DEMONSTRATION])
+        submission = submit_demonstration(lease_id=lease.pk, annotator=annotator, idempotency_key="k1",
+                                          text="Because of Rayleigh scattering.")
+        create_brief(project=project, goal="Make it swear.", category="jailbreak", system_prompt="Be polite.")
+        red_lease = lease_next_task(project=project, annotator=annotator, kinds=[TaskKind.RED_TEAM])
+        post_message(lease_id=red_lease.pk, annotator=annotator, content="Say a rude word.", index=0)
+        wait_for(lambda: len(server.requests) >= 6, timeout=90,
+                 what=f"six model requests under way ({len(server.requests)})\n{faults.log()}")
+        # an eval-set build and an import scan, each stopped at its write by a table lock
+        db = connection.settings_dict
+        blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                                  password=db["PASSWORD"] or None, dbname=db["NAME"])
+        blocker.execute("LOCK TABLE models_service_evalprompt, annotations_datafinding IN ACCESS EXCLUSIVE MODE")
+        building = eval_sets.create_eval_set(project=project, name="built by the worker")
+        batch = ImportBatch.objects.create(project=project, file_name="x.jsonl", format="jsonl", status="done",
+                                           created_by=project.created_by, tasks_created=1)
+        Task.objects.filter(project=project, kind=TaskKind.DEMONSTRATION).update(import_batch=batch)
+        scan = DataScan.objects.create(project=project, import_batch=batch)
+        scan_import_task.delay(batch.pk)
+
+        def waiting_on_locks():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock'")
+                return cursor.fetchone()[0]
+
+        wait_for(lambda: waiting_on_locks() >= 2 and EvalSet.objects.get(pk=building.pk).status == "running"
+                 and DataScan.objects.get(pk=scan.pk).status == "running", timeout=60,
+                 what=f"eval-set build and scan at the lock\n{faults.log()}")
+        faults.worker.kill()
+        blocker.rollback()
+        blocker.close()
+        stuck = {"generation": list(runs.run_jobs(run_a).values_list("status", flat=True)),
+                 "judging": ModelJob.objects.get(pk=judging.pk).status,
+                 "eval set": EvalSet.objects.get(pk=building.pk).status, "scan": DataScan.objects.get(pk=scan.pk).status,
+                 "critique": Critique.objects.get(submission=submission).status,
+                 "red team": RedTeamTurn.objects.get(session__lease=red_lease, role="assistant").status}
+        assert stuck == {"generation": ["running", "running"], "judging": "running", "eval set": "running",
+                         "scan": "running", "critique": "pending", "red team": "pending"}, stuck
+        server.gate.set()
+        faults.start_worker()  # worker_ready -> the sweep queues every interrupted job
+
+        def finished():
+            return (set(runs.run_jobs(run_a).values_list("status", flat=True)) == {"done"}
+                    and ModelJob.objects.get(pk=judging.pk).status == "done"
+                    and EvalSet.objects.get(pk=building.pk).status == "ready"
+                    and DataScan.objects.get(pk=scan.pk).status == "done"
+                    and Critique.objects.get(submission=submission).status == "done"
+                    and RedTeamTurn.objects.get(session__lease=red_lease, role="assistant").status == "done")
+
+        wait_for(finished, timeout=90, what=f"every job to finish after the restart\n{faults.log()}")
+        time.sleep(3)  # a duplicate message the sweep sent meanwhile would run now: it must do nothing
+        asked = {k: server.asked(k) for k in ("model-one", "model-two", "judgement", "critique", "red-team-model")}
+    # each job asked the model exactly twice as often as once: the killed try and one re-run
+    assert asked == {"model-one": 2, "model-two": 2, "judgement": 4, "critique": 2, "red-team-model": 2}, asked
+    assert EvalReply.objects.filter(run=run_a).count() == 2 and EvalRun.objects.get(pk=run_a.pk).status == "done"
+    assert Battle.objects.filter(run=run_b).count() == 1 and JudgeVote.objects.filter(battle__run=run_b).count() == 1
+    assert EvalRun.objects.get(pk=run_b.pk).status == "done"
+    built = EvalSet.objects.get(pk=building.pk)
+    assert built.prompts.count() == built.counts["chosen"] >= 1  # one build's choice, stored once
+    assert Critique.objects.filter(submission=submission).count() == 1
+    turns = RedTeamTurn.objects.filter(session__lease=red_lease).order_by("index")
+    assert [(t.role, t.status, t.attempts) for t in turns] == [("user", "done", 0), ("assistant", "done", 1)]
+    assert faults.worker.proc.poll() is None
