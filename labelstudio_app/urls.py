@@ -4,6 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from .health import healthz
 
+# Database errors that escape the views answer 503 like those inside them (database_errors).
+handler500 = "labelstudio_app.database_errors.server_error"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -41,6 +41,8 @@ MIDDLEWARE = [
     # Static files straight from gunicorn, same origin, so the CSP can stay 'self'-only.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "labelstudio_app.request_guards.RefuseNulInQuery",
+    # A view that lost the database answers 503 with a page that says the text is kept (not a 500).
+    "labelstudio_app.database_errors.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

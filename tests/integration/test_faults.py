@@ -25,6 +25,8 @@ from tests.factories import MembershipFactory, TaskFactory, UserFactory
 from tests.models_service.fake_server import FakeModelServer, chat
 from tests.processes import CeleryWorker, database_url, wait_for
 
+from tests.frontend.conftest import browser_context_args, browser_type_launch_args  # noqa: F401 (Chromium)
+
 from .faults import Beat, Gunicorn, PrivateRedis, TcpProxy, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -406,3 +408,74 @@ def test_worker_killed_mid_job_of_every_other_kind_finishes_each_once(faults, pr
     turns = RedTeamTurn.objects.filter(session__lease=red_lease).order_by("index")
     assert [(t.role, t.status, t.attempts) for t in turns] == [("user", "done", 0), ("assistant", "done", 1)]
     assert faults.worker.proc.poll() is None
+
+
+def test_pages_answer_503_through_a_database_cut_and_the_workbench_keeps_the_text(faults, project, page, tmp_path):
+    """gunicorn on the database through the proxy, an annotator in Chromium typing a reply and an
+    admin's plain form: the connection is cut. Pages answer a clear 503 (no 500, no traceback) that
+    says the text is kept; the workbench shows the database message and keeps the reply in the
+    page and in localStorage; a form's posted text comes back on the 503 page, escaped; the API
+    answers its JSON 503. Once the database is back the reloaded workbench has the reply and the
+    submit stores it once."""
+    import os
+    import re
+
+    from django.test import Client
+    from playwright.sync_api import expect
+
+    annotator = UserFactory()
+    MembershipFactory(project=project, user=annotator, role=Role.ANNOTATOR)
+    task = TaskFactory(project=project, kind=TaskKind.DEMONSTRATION,
+                       conversation=[{"role": "user", "content": "How do I boil an egg?"}])
+    server = Gunicorn({**os.environ, **faults.env}, tmp_path / "gunicorn.log").start()
+
+    def session_of(user) -> str:
+        client = Client()
+        client.force_login(user)
+        return client.cookies["sessionid"].value
+
+    text = "Boil it for seven minutes, then cool it in cold water."
+    admin = httpx.Client(base_url=server.url, cookies={"sessionid": session_of(project.created_by)}, timeout=30)
+    try:
+        page.context.add_cookies([{"name": "sessionid", "value": session_of(annotator), "url": server.url}])
+        page.goto(f"{server.url}/")
+        page.get_by_role("button", name="Start labelling").click()
+        page.wait_for_selector("#label-app[data-ready]")
+        label_url = page.url
+        editor = page.locator("#reply-text")
+        editor.fill(text)
+        form = admin.get(f"/projects/{project.pk}/instructions/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        faults.proxy.cut()
+        try:
+            page.get_by_role("button", name="Submit reply").click()
+            expect(page.locator("#notice")).to_contain_text("cannot reach its database", timeout=30_000)
+            expect(page.locator("#notice")).to_contain_text("Nothing was lost")
+            expect(editor).to_have_value(text)
+            lease_id = label_url.rstrip("/").split("/")[-1]
+            assert page.evaluate(f"JSON.parse(localStorage.getItem('labelwork:lease:{lease_id}')).text") == text
+            response = page.reload()
+            assert response.status == 503 and response.headers["retry-after"]
+            expect(page.locator("h1")).to_have_text("Database unavailable — your text is kept")
+            assert "Traceback" not in page.content() and "psycopg" not in page.content()
+            body = "# New rules\n\nBe kind. <script>alert(1)</script>"
+            posted = admin.post(f"/projects/{project.pk}/instructions/",
+                                data={"csrfmiddlewaretoken": token, "body": body, "action": "publish"})
+            assert posted.status_code == 503 and posted.headers["Retry-After"], posted.text[:500]
+            assert "Be kind. &lt;script&gt;alert(1)&lt;/script&gt;" in posted.text and "<script>" not in posted.text
+            assert token not in posted.text  # form plumbing is not echoed
+            api = admin.get(f"/api/projects/{project.pk}/tasks/")
+            assert api.status_code == 503 and api.json()["error"] == "database_unavailable"
+        finally:
+            faults.proxy.restore()
+        page.goto(label_url)
+        page.wait_for_selector("#label-app[data-ready]")
+        expect(editor).to_have_value(text)  # restored from the browser
+        page.get_by_role("button", name="Submit reply").click()
+        page.wait_for_url(f"{server.url}/")
+    finally:
+        admin.close()
+        server.stop()
+    log = (tmp_path / "gunicorn.log").read_text(errors="replace")
+    assert "Internal Server Error" not in log, log[-3000:]
+    assert [s.reply.content for s in Submission.objects.filter(task=task, annotator=annotator)] == [text]

@@ -41,6 +41,9 @@ export function describeError(result, reassurance) {
   }
   const data = result.data || {};
   if (result.status === 409 && data.error === "lease_expired") return data.detail;
+  if (result.status === 503 && data.error === "database_unavailable") {
+    return `The server cannot reach its database right now (503). ${reassurance} Try again in a few seconds.`;
+  }
   if (typeof data.detail === "string") return `${data.detail} ${result.status >= 500 ? reassurance : ""}`.trim();
   const fields = Object.entries(data).filter(([key]) => key !== "error");
   if (result.status === 400 && fields.length) {
