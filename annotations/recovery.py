@@ -59,6 +59,9 @@ class JobKind:
     pending: str = "pending"
     arg: str = "pk"  # the field the task is called with, and its run lock is named after
     since: str = "created_at"  # when the row started waiting (the pending rule)
+    # Work that should have a row by now and has none (its message was lost before a worker made
+    # the row): called with the pending rule's cutoff, returns task arguments.
+    missing: Callable[[object], list] | None = None
 
 
 KINDS: list[JobKind] = []
@@ -130,6 +133,13 @@ def sweep(*, now=None) -> dict[str, int]:
             if runlocks.supported() and runlocks.running_elsewhere(kind.lock, key):
                 continue  # a worker has just taken it
             if _once_per_period(f"recovery-pending:{kind.lock}:{key}"):
+                current_app.send_task(kind.task, args=[key])
+                counts["lost"] += 1
+        for key in (kind.missing(cutoff) if kind.missing else ()):
+            if runlocks.supported() and runlocks.running_elsewhere(kind.lock, key):
+                continue
+            if _once_per_period(f"recovery-pending:{kind.lock}:{key}"):
+                log.warning("%s %s has no row yet (its message was lost); queueing it again", kind.lock, key)
                 current_app.send_task(kind.task, args=[key])
                 counts["lost"] += 1
     return counts

@@ -64,10 +64,33 @@ def _register_recovery() -> None:
     recovery.register(recovery.JobKind(locks.EVAL_SET, EvalSet, "models_service.build_eval_set", fail_eval_set))
     # No running state: a pending row with a free lock and the run's mark left in the cache was interrupted.
     recovery.register(recovery.JobKind(locks.CRITIQUE, Critique, "models_service.critique_submission", fail_critique,
-                                       running=None, arg="submission_id"))
+                                       running=None, arg="submission_id", missing=_submissions_without_critique))
     recovery.register(recovery.JobKind(locks.RED_TEAM_TURN, RedTeamTurn, "models_service.red_team_turn",
                                        fail_red_team_turn, only={"role": "assistant"}, running=None,
                                        since="requested_at"))
+
+
+def _submissions_without_critique(cutoff) -> list[int]:
+    """Recent labelled submissions, older than ``cutoff``, that have no critique row at all: the
+    message was lost before a worker began (a Redis restart, or Redis down at submit). Only the
+    newest ``CRITIQUE_RECOVERY_WINDOW`` submissions are looked at (a primary-key range, so the sweep
+    stays cheap on a large table; nothing is added to the submit itself)."""
+    from django.conf import settings
+    from django.db.models import Exists, OuterRef
+
+    from annotations.models import LABELLING_KINDS, ModelVersion, Submission
+
+    from .models import Critique
+
+    if not settings.CRITIQUE_ON_SUBMIT:
+        return []
+    window = settings.CRITIQUE_RECOVERY_WINDOW
+    floor = next(iter(Submission.objects.order_by("-pk").values_list("pk", flat=True)[window - 1:window]), 0)
+    version = ModelVersion.objects.filter(name=settings.MODEL_NAME).first()
+    rows = Submission.objects.filter(pk__gte=floor, kind__in=LABELLING_KINDS, created_at__lte=cutoff)
+    if version is not None:
+        rows = rows.filter(~Exists(Critique.objects.filter(submission=OuterRef("pk"), model_version=version)))
+    return list(rows.order_by("pk").values_list("pk", flat=True)[:200])
 
 
 def _critique_new_submission(sender, submission_id: int, kind: str | None = None, **kwargs) -> None:
@@ -88,23 +111,8 @@ def _critique_new_submission(sender, submission_id: int, kind: str | None = None
         elif not Submission.objects.filter(pk=submission_id, kind__in=LABELLING_KINDS).exists():
             return
 
-        # A pending row first, so the recovery sweep sees a critique whose message was lost (a
-        # Redis restart) or whose worker died. The submission is committed: neither a database hiccup
-        # here nor a broker outage may turn its response into an error.
-        from django.db import DatabaseError
-
-        from .backends import default_model_version
-        from .models import Critique
-
-        try:
-            submission = Submission.objects.select_related("instruction_version").get(pk=submission_id)
-            Critique.objects.get_or_create(submission=submission, model_version=default_model_version(),
-                                           defaults={"instruction_version": submission.instruction_version})
-        except DatabaseError:
-            import logging
-
-            logging.getLogger(__name__).warning("could not record the pending critique of submission %s",
-                                                submission_id, exc_info=True)
+        # The submission is committed: a broker outage must not turn its response into a 500 (the
+        # recovery sweep finds a submission left without its critique).
         enqueue(critique_submission, submission_id)
 
 

@@ -143,6 +143,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 RECOVERY_INTERVAL_S = env.float("RECOVERY_INTERVAL_S", default=60.0)
 RECOVER_PENDING_AFTER_S = env.int("RECOVER_PENDING_AFTER_S", default=300)
 RECOVERY_MAX_ATTEMPTS = env.int("RECOVERY_MAX_ATTEMPTS", default=5)
+# The sweep looks for labelled submissions left without a critique among this many newest ones.
+CRITIQUE_RECOVERY_WINDOW = env.int("CRITIQUE_RECOVERY_WINDOW", default=2000)
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {"task": "annotations.expire_leases", "schedule": 30.0},
     # Folds the trigger-appended task-count deltas so counting stays a few rows per project.
