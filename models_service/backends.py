@@ -4,6 +4,12 @@
   a GPU box, or any hosted endpoint (``MODEL_BASE_URL``, ``MODEL_API_KEY``).
 - ``transformers``: the model in this process, for machines without vLLM. It does not enforce
   ``response_format``; callers validate the JSON they get either way.
+
+A finetuned model version is a base model plus a LoRA adapter (``adapter_path``). Through an
+OpenAI-compatible vLLM server it is served by runtime LoRA loading (``--enable-lora`` and
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``): ``servable_backend`` loads the adapter under the
+version's name, and every request names that model, so the adapter answers. In-process, the
+adapter is applied to the base weights with PEFT.
 """
 from __future__ import annotations
 
@@ -11,11 +17,13 @@ import asyncio
 import threading
 from functools import lru_cache
 
+import httpx
 from django.conf import settings
 
 from annotations.models import ModelVersion
 
-from .client import ChatClient, Completion, Sampling
+from .client import ChatClient, Completion, ModelServerError, Sampling
+from .finetune.serving import load_lora_adapter
 
 
 class OpenAICompatibleBackend:
@@ -42,19 +50,24 @@ class TransformersBackend:
     name = "transformers"
     _lock = threading.Lock()
 
-    def __init__(self, *, model_path: str, model: str):
+    def __init__(self, *, model_path: str, model: str, adapter_path: str = ""):
         self.model_path = model_path
         self.model = model
+        self.adapter_path = adapter_path
 
     @staticmethod
     @lru_cache(maxsize=2)
-    def _load(path: str):
+    def _load(path: str, adapter_path: str = ""):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
         tokenizer.padding_side = "left"
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        if adapter_path:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
         model.eval()
         return tokenizer, model
 
@@ -66,7 +79,7 @@ class TransformersBackend:
         import torch
 
         sampling = sampling or Sampling()
-        tokenizer, model = self._load(self.model_path)
+        tokenizer, model = self._load(self.model_path, self.adapter_path)
         texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
         with self._lock, torch.inference_mode():
             batch = tokenizer(texts, return_tensors="pt", padding=True)
@@ -111,9 +124,26 @@ def backend_for(model_version: ModelVersion):
     configured default server."""
     kind = model_version.backend or settings.MODEL_BACKEND
     if kind == "transformers":
-        return TransformersBackend(model_path=model_version.base_model or settings.MODEL_PATH, model=model_version.name)
+        return TransformersBackend(model_path=model_version.base_model or settings.MODEL_PATH, model=model_version.name,
+                                   adapter_path=model_version.adapter_path)
     return OpenAICompatibleBackend(base_url=model_version.endpoint or settings.MODEL_BASE_URL,
                                    model=model_version.name, api_key=settings.MODEL_API_KEY)
+
+
+def servable_backend(model_version: ModelVersion):
+    """``backend_for(model_version)``, ready to answer as that version: a LoRA adapter is loaded
+    into the model server under the version's name first (idempotent: a server that has it already
+    says so and that is fine). A server that cannot load it (no ``--enable-lora``, a path it cannot
+    read, a rank above its ``--max-lora-rank``) raises ``ModelServerError`` with the server's words."""
+    backend = backend_for(model_version)
+    if model_version.adapter_path and isinstance(backend, OpenAICompatibleBackend):
+        try:
+            load_lora_adapter(base_url=backend.client.base_url, lora_name=model_version.name,
+                              lora_path=model_version.adapter_path, api_key=settings.MODEL_API_KEY)
+        except (RuntimeError, httpx.HTTPError) as exc:
+            raise ModelServerError(f"could not load the LoRA adapter {model_version.name} into the model server at "
+                                   f"{backend.client.base_url}: {exc}") from exc
+    return backend
 
 
 def default_model_version() -> ModelVersion:

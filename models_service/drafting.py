@@ -14,8 +14,8 @@ from annotations.queueing import enqueue_on_commit
 from annotations.services.imports import content_hash
 
 from . import jobs
-from .backends import backend_for, default_model_version
-from .client import Sampling
+from .backends import default_model_version, servable_backend
+from .client import ModelServerError, Sampling
 from .models import ModelJob
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
@@ -69,7 +69,10 @@ def run_drafting(*, job_id: int) -> ModelJob:
     total = selected.count()
     if not jobs.start(job, total=total, skipped=total - todo.count()):
         return job
-    backend = backend_for(model_version)
+    try:
+        backend = servable_backend(model_version)  # a finetuned version: its adapter loaded on the server
+    except ModelServerError as exc:
+        return jobs.fail(job, str(exc))
     params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
 
     def items():
@@ -110,7 +113,7 @@ def draft_task(*, task: Task, model_version: ModelVersion | None = None, **param
     """Draft one task synchronously (the CLI and tests): the same store step as the job."""
     model_version = model_version or task.project.draft_model or default_model_version()
     sampling = sampling_for(task.project, params)
-    completions = backend_for(model_version).chat(task.conversation, sampling)
+    completions = servable_backend(model_version).chat(task.conversation, sampling)
     store_drafts(task_id=task.pk, model_version=model_version, completions=completions, n=sampling.n,
                  params={"temperature": sampling.temperature, "top_p": sampling.top_p,
                          "max_tokens": sampling.max_tokens})

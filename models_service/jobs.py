@@ -216,3 +216,11 @@ def cancel_job(*, job_id: int, project=None) -> ModelJob:
                 # order every other path uses: run, then its jobs)
                 transaction.on_commit(lambda: advance_run(run_id=run_id))
     return job
+
+
+def fail(job: ModelJob, error: str) -> ModelJob:
+    """End a job that cannot run at all (e.g. its model cannot be served), with the reason."""
+    ModelJob.objects.filter(pk=job.pk).update(status=ModelJob.Status.FAILED, error=error[:5000],
+                                              finished_at=timezone.now())
+    job.refresh_from_db()
+    return job

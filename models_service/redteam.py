@@ -21,7 +21,7 @@ from annotations.feedback.redteam import model_messages
 from annotations.models import ModelVersion
 from annotations.models import RedTeamTurn as Turn
 
-from .backends import backend_for, default_model_version
+from .backends import default_model_version, servable_backend
 from .client import ModelServerError, Sampling
 
 ATTEMPTS = 2  # one retry of a connection error / 5xx; the turn then fails and the annotator may retry
@@ -48,13 +48,13 @@ def generate_turn(*, turn_id: int) -> Turn:
         return turn
     model = model_for(turn)
     params = sampling()
-    backend = backend_for(model)
-    client = getattr(backend, "client", None)
-    if client is not None:  # HTTP backends: bounded per request, one retry
-        client.timeout = float(settings.RED_TEAM_TURN_TIMEOUT)
-        client.retries = ATTEMPTS - 1
     started = time.monotonic()
     try:
+        backend = servable_backend(model)  # a finetuned model: its adapter loaded on the server first
+        client = getattr(backend, "client", None)
+        if client is not None:  # HTTP backends: bounded per request, one retry
+            client.timeout = float(settings.RED_TEAM_TURN_TIMEOUT)
+            client.retries = ATTEMPTS - 1
         completion = backend.chat(model_messages(turn), params)[0]
     except (ModelServerError, SoftTimeLimitExceeded) as exc:
         reason = str(exc) if isinstance(exc, ModelServerError) else "the model took too long to answer"

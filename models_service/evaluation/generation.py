@@ -10,35 +10,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
 from annotations.models import ModelVersion
 
 from .. import jobs
-from ..backends import OpenAICompatibleBackend, backend_for
+from ..backends import servable_backend
+from ..jobs import fail as fail_job
 from ..client import Sampling
-from ..finetune.serving import load_lora_adapter
 from ..models import ModelJob
 from .models import EvalPrompt, EvalReply, EvalRun
 from .runs import advance_run
-
-
-def servable_backend(model_version: ModelVersion):
-    """The backend for ``model_version``, with its LoRA adapter loaded where it has one."""
-    backend = backend_for(model_version)
-    if model_version.adapter_path:
-        if not isinstance(backend, OpenAICompatibleBackend):
-            raise RuntimeError(f"{model_version.name} is a LoRA adapter: it needs a vLLM server with --enable-lora")
-        load_lora_adapter(base_url=backend.client.base_url, lora_name=model_version.name,
-                          lora_path=model_version.adapter_path, api_key=settings.MODEL_API_KEY)
-    return backend
-
-
-def fail_job(job: ModelJob, error: str) -> ModelJob:
-    ModelJob.objects.filter(pk=job.pk).update(status=ModelJob.Status.FAILED, error=error[:5000],
-                                              finished_at=timezone.now())
-    job.refresh_from_db()
-    return job
 
 
 def store_reply(*, run: EvalRun, prompt_id: int, model_version: ModelVersion, completion, params: dict) -> int:

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from .. import jobs
+from ..backends import servable_backend
 from ..judge import ask_judge, combine
 from ..models import ModelJob
-from .generation import fail_job, servable_backend
+from .generation import fail_job
 from .models import Battle, Choice, JudgeVote
 from .runs import advance_run
 

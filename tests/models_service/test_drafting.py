@@ -132,3 +132,46 @@ def test_no_drafting_job_when_the_project_turned_it_off(project, admin_user, dja
     with django_capture_on_commit_callbacks(execute=True):
         run_import_batch(batch_id=batch.pk)
     assert not ModelJob.objects.exists()
+
+
+def adapter_at(server, base_name="base"):
+    from annotations.models import ModelVersion
+
+    base = ModelVersion.objects.create(name=base_name, backend="vllm", endpoint=server.base_url)
+    return ModelVersion.objects.create(name=f"{base_name}-sft-ft7", base=base, backend="vllm",
+                                       endpoint=server.base_url, adapter_path="/adapters/7")
+
+
+def lora_or_chat(text):
+    draft = chat(text)
+    return lambda body: (200, {}) if "lora_name" in body else draft(body)
+
+
+def test_a_finetuned_version_has_its_adapter_loaded_then_is_asked_by_its_name(project):
+    TaskFactory.create_batch(2, project=project)
+    with FakeModelServer([lora_or_chat("tuned draft")]) as server:
+        tuned = adapter_at(server)
+        project.draft_model = tuned
+        project.save()
+        job = run_drafting(job_id=drafting_job(project, tuned, n=1).pk)
+        one = draft_task(task=TaskFactory(project=project), n=1)  # the synchronous path: the project's model
+    assert job.status == "done" and job.done == 2
+    loads = [r for r in server.requests if "lora_name" in r]
+    assert loads == [{"lora_name": "base-sft-ft7", "lora_path": "/adapters/7"}] * 2  # once per job / call
+    assert server.requests.index(loads[0]) == 0  # before the first chat request
+    assert {r["model"] for r in server.requests if "messages" in r} == {"base-sft-ft7"}
+    assert CandidateReply.objects.filter(model_version=tuned).count() == 3 and one[0].model_version == tuned
+
+
+def test_an_adapter_the_server_cannot_load_fails_the_job_with_the_servers_words(project):
+    TaskFactory.create_batch(2, project=project)
+
+    def refuse(body):
+        if "lora_name" in body:
+            return 400, {"error": {"message": "LoRA is not enabled. Use --enable-lora to enable LoRA."}}
+        return chat("never")(body)
+
+    with FakeModelServer([refuse]) as server:
+        job = run_drafting(job_id=drafting_job(project, adapter_at(server), n=1).pk)
+    assert job.status == "failed" and "base-sft-ft7" in job.error and "--enable-lora" in job.error
+    assert not [r for r in server.requests if "messages" in r] and CandidateReply.objects.count() == 0

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             pk=project).first()
         if target is None:
             raise CommandError("No such project.")
-        version = default_model_version()
+        version = target.draft_model or default_model_version()  # the project's drafting model, maybe finetuned
         backend = backend_for(version)
         if wait_for_server and hasattr(backend, "client"):
             deadline = time.monotonic() + wait_for_server
