@@ -15,8 +15,8 @@ from annotations.models import ModelVersion
 
 from .. import jobs
 from ..backends import servable_backend
-from ..jobs import fail as fail_job
 from ..client import Sampling
+from ..jobs import fail as fail_job
 from ..models import ModelJob
 from .models import EvalPrompt, EvalReply, EvalRun
 from .runs import advance_run
