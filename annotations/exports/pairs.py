@@ -33,6 +33,12 @@ def borda_scores(rankings: Iterable[Sequence[Sequence[int]]], exclude: set[int] 
 
 def aggregate(rankings: Iterable[Sequence[Sequence[int]]], exclude: set[int] = frozenset()) -> list[list[int]]:
     """Aggregated tie-groups, best first."""
+    rankings = list(rankings)
+    if len(rankings) == 1:
+        # One annotator: the Borda scores fall strictly from group to group, so the aggregate is
+        # their own tie-groups (the common case of an export, without the arithmetic).
+        groups = [sorted(r for r in group if r not in exclude) for group in rankings[0]]
+        return [g for g in groups if g]
     by_score: dict[int, list[int]] = defaultdict(list)
     for reply, score in borda_scores(rankings, exclude).items():
         by_score[score].append(reply)

@@ -301,8 +301,8 @@ def _group_keys(snapshot: DatasetSnapshot, qs, stats: Stats) -> dict[str, str]:
 # does (tests/annotations/exports/test_sql_json.py checks it on hostile text), and the punctuation is
 # compact, so a line is byte for byte what writers.dumps writes for the same row (the Python source
 # below, used on other databases, is checked equal to it). Python only decides the split and the
-# pairs and appends ready lines; it never decodes a reply. The rows stream through COPY TO STDOUT,
-# so PostgreSQL builds the next lines on one core while this process writes on the other.
+# pairs and appends ready lines; it never decodes a reply. The rows stream (_stream_batches), so
+# PostgreSQL builds the next lines on one core while this process writes on the other.
 _ROLE = "coalesce(m->>'role', '')"
 _CONTENT = "coalesce(m->>'content', '')"
 # One lateral row per task: its messages as compact JSON objects joined by commas (no brackets) and
@@ -315,41 +315,44 @@ _CONVERSATION = f"""LEFT JOIN LATERAL (
 
 # (task, submission, reply, annotator, instruction version, status, review_required, task complete,
 #  reply source, fixed by a reviewer, flags as JSON text or None, prompt text, JSONL line)
-_SFT_TYPES = ["int8", "int8", "int8", "int8", "int8", "text", "bool", "bool", "text", "bool", "text", "text", "text"]
+# Both statements sort the narrow selected rows first (an ordered subquery behind OFFSET 0) and
+# reach everything else through nested lateral lookups, which keep that order: the plan needs no
+# sort of the finished lines, so the first line leaves PostgreSQL at once and the rest are built
+# while this process writes (a sort on top would build every line before sending one).
+_SORTED = "(SELECT * FROM (%(selected)s) x ORDER BY x.tid, x.sid OFFSET 0) s"
 _SFT_SQL = f"""
 SELECT s.tid, s.sid, s.rid, s.aid, s.ver, s.st, s.rr, s.done IS NOT NULL, r.source, fx.content IS NOT NULL,
        CASE WHEN s.fl = '{{}}'::jsonb THEN NULL ELSE s.fl::text END, coalesce(c.prompt, ''),
        '{{"messages":[' || coalesce(c.messages || ',', '') || '{{"role":"assistant","content":'
            || to_json(coalesce(fx.content, r.content))::text || '}}]}}' || E'\\n'
-FROM (%(selected)s) s
-JOIN annotations_candidatereply r ON r.id = s.rid
+FROM {_SORTED}
+LEFT JOIN LATERAL (SELECT r.source, r.content FROM annotations_candidatereply r WHERE r.id = s.rid OFFSET 0) r ON true
 LEFT JOIN LATERAL (  -- a reviewer's fix replaces the annotator's text (the original stays stored)
     SELECT f.content FROM annotations_review rv LEFT JOIN annotations_candidatereply f ON f.id = rv.fixed_reply_id
     WHERE rv.submission_id = s.sid AND rv.decision = 'fix' ORDER BY rv.id DESC LIMIT 1) fx ON true
-{_CONVERSATION % "s.conv"}
+{_CONVERSATION % "(SELECT t.conversation FROM annotations_task t WHERE t.id = s.tid)"}
 ORDER BY s.tid, s.sid"""
 
 # (task, task complete, submissions as JSON [[ranking, flags, annotator, version, id, status,
 #  review_required], ...] by id, prompt text, prompt messages as JSON, replies as JSON
 #  [[id, source, '[{"role":"assistant","content":...}]'], ...] by id)
-_DPO_TYPES = ["int8", "bool", "text", "text", "text", "text"]
 _DPO_SQL = f"""
-SELECT t.id, t.completed_at IS NOT NULL, g.subs, coalesce(c.prompt, ''), '[' || coalesce(c.messages, '') || ']',
+SELECT g.tid, t.done, g.subs, coalesce(c.prompt, ''), '[' || coalesce(c.messages, '') || ']',
        (SELECT json_agg(json_build_array(r.id, r.source,
                         '[{{"role":"assistant","content":' || to_json(r.content)::text || '}}]') ORDER BY r.id)::text
-        FROM annotations_candidatereply r WHERE r.task_id = t.id)
+        FROM annotations_candidatereply r WHERE r.task_id = g.tid)
 FROM (SELECT s.tid, json_agg(json_build_array(s.rk, s.fl, s.aid, s.ver, s.sid, s.st, s.rr) ORDER BY s.sid)::text AS subs
-      FROM (%(selected)s) s GROUP BY s.tid) g
-JOIN annotations_task t ON t.id = g.tid
+      FROM {_SORTED} GROUP BY s.tid) g
+LEFT JOIN LATERAL (SELECT t.completed_at IS NOT NULL AS done, t.conversation FROM annotations_task t
+                   WHERE t.id = g.tid OFFSET 0) t ON true
 {_CONVERSATION % "t.conversation"}
-ORDER BY t.id"""
+ORDER BY g.tid"""
 
 
 def _sft_selected(qs):
     return qs.filter(kind=TaskKind.DEMONSTRATION, reply__isnull=False).order_by().values(
         sid=F("id"), tid=F("task_id"), rid=F("reply_id"), aid=F("annotator_id"), ver=F("instruction_version__number"),
-        st=F("status"), rr=F("review_required"), fl=F("flags"), conv=F("task__conversation"),
-        done=F("task__completed_at"))
+        st=F("status"), rr=F("review_required"), fl=F("flags"), done=F("task__completed_at"))
 
 
 def _dpo_selected(qs):
@@ -358,9 +361,13 @@ def _dpo_selected(qs):
         rr=F("review_required"), rk=F("ranking"), fl=F("flags"))
 
 
-def _copy_batches(template: str, selected, types: list[str], size: int) -> Iterator[list[tuple]]:
-    """Rows of ``template`` around the queryset ``selected``, streamed by COPY, ``size`` at a time.
-    The connection is busy until the last row is read: write nothing through it meanwhile."""
+def _stream_batches(template: str, selected, size: int) -> Iterator[list[tuple]]:
+    """Rows of ``template`` around the queryset ``selected``, ``size`` at a time. One statement whose
+    rows PostgreSQL sends as it makes them (libpq's chunked rows mode): it runs ahead of this process
+    instead of materialising the result first (what a WITH HOLD cursor outside a transaction does).
+    The connection is busy until the last row is read, and psycopg holds its (non-reentrant) lock
+    meanwhile: code run between the batches must not use it (it would wait forever); the progress
+    goes through a connection of its own (_ProgressWriter)."""
     import psycopg
 
     sql, params = selected.query.sql_with_params()
@@ -373,16 +380,14 @@ def _copy_batches(template: str, selected, types: list[str], size: int) -> Itera
         cursor.execute("SET jit = off")
         cursor.execute(f"SET work_mem = '{int(getattr(settings, 'EXPORT_WORK_MEM_MB', 64))}MB'")
         try:
-            with cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
-                copy.set_types(types)
-                batch = []
-                for row in copy.rows():
-                    batch.append(row)
-                    if len(batch) >= size:
-                        yield batch
-                        batch = []
-                if batch:
+            batch = []
+            for row in cursor.stream(query, size=size):
+                batch.append(row)
+                if len(batch) >= size:
                     yield batch
+                    batch = []
+            if batch:
+                yield batch
         finally:
             cursor.execute("RESET jit")
             cursor.execute("RESET work_mem")
@@ -401,13 +406,13 @@ def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
 
 def _sft_rows(qs) -> Iterator[list[tuple]]:
     if connection.vendor == "postgresql":
-        return _copy_batches(_SFT_SQL, _sft_selected(qs), _SFT_TYPES, CHUNK)
+        return _stream_batches(_SFT_SQL, _sft_selected(qs), CHUNK)
     return _chunks(_python_sft_rows(qs), CHUNK)
 
 
 def _dpo_rows(qs) -> Iterator[list[tuple]]:
     if connection.vendor == "postgresql":
-        return _copy_batches(_DPO_SQL, _dpo_selected(qs), _DPO_TYPES, CHUNK // 4)
+        return _stream_batches(_DPO_SQL, _dpo_selected(qs), CHUNK // 4)
     return _chunks(_python_dpo_rows(qs), CHUNK // 4)
 
 
@@ -498,9 +503,9 @@ def _write(snapshot: DatasetSnapshot, folder: Path, on_progress=None) -> tuple[S
 def _write_sft(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_flagged: bool) -> dict:
     # What the datasheet counts per written row, as one counter of tuples: one dict update per row.
     written: Counter = Counter()
-    add = {name: writer.add for name, writer in writers.splits.items()}
     tasks, last_task = 0, None
     for rows in _sft_rows(qs):
+        out = {name: ([], []) for name in writers.splits}
         for (task_id, sub_id, reply_id, annotator, version, status, review_required, complete, source, fixed, flags,
              prompt, line) in rows:
             if flags is not None:
@@ -512,12 +517,16 @@ def _write_sft(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
                     continue
             where = side(prompt)
             review = review_state(status, review_required, fixed)
-            add[where](line, f'{{"task_id":{task_id},"submission_id":{sub_id},"reply_id":{reply_id},'
-                             f'"annotator_id":{annotator},"instruction_version":{version},"review":"{review}",'
-                             f'"task_complete":{"true" if complete else "false"}}}\n')
+            lines, metas = out[where]
+            lines.append(line)
+            metas.append(f'{{"task_id":{task_id},"submission_id":{sub_id},"reply_id":{reply_id},'
+                         f'"annotator_id":{annotator},"instruction_version":{version},"review":"{review}",'
+                         f'"task_complete":{"true" if complete else "false"}}}\n')
             written[where, "reviewer_fix" if fixed else source, review, version, annotator] += 1
             if task_id != last_task:  # rows come in task order
                 tasks, last_task = tasks + 1, task_id
+        for name, (lines, metas) in out.items():
+            writers.splits[name].extend(lines, metas)
         tick(len(rows))
     for (where, source, review, version, annotator), n in written.items():
         stats.rows[f"sft.{where}"] += n
@@ -529,9 +538,19 @@ def _write_sft(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
     return writers.close()
 
 
+def _dpo_meta(task_id: int, subs: list, reviews: Counter, complete: bool, tau: float | None) -> str:
+    """The meta line of a DPO row up to its reply ids, without the closing brace: what
+    dumps({"task_id", "submission_ids", "review", "task_complete", "agreement_tau"}) writes (floats
+    as repr, like json), checked against dumps by the export tests."""
+    ids = ",".join(str(s[4]) for s in subs)
+    review = ",".join(f'"{state}":{n}' for state, n in reviews.items())
+    return (f'{{"task_id":{task_id},"submission_ids":[{ids}],"review":{{{review}}},'
+            f'"task_complete":{"true" if complete else "false"},'
+            f'"agreement_tau":{"null" if tau is None else repr(round(tau, 4))}')
+
+
 def _write_dpo(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_flagged: bool,
                min_agreement: float | None) -> dict:
-    add = {name: writer.add for name, writer in writers.splits.items()}
     people: Counter = Counter()  # (annotator, instruction version) per submission read
     chosen_sources: Counter = Counter()
     rejected_sources: Counter = Counter()
@@ -571,16 +590,14 @@ def _write_dpo(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
             where = side(prompt)
             reviews = Counter(review_state(s[5], s[6], False) for s in subs)
             stats.review.update(reviews)
-            meta = dumps({"task_id": task_id, "submission_ids": [s[4] for s in subs], "review": dict(reviews),
-                          "task_complete": complete, "agreement_tau": None if tau is None else round(tau, 4)})[:-1]
+            meta = _dpo_meta(task_id, subs, reviews, complete, tau)
             head = '{"prompt":' + prompt_json + ',"chosen":'
-            write = add[where]
-            for chosen, rejected in found:
-                (chosen_source, chosen_text), (rejected_source, rejected_text) = texts[chosen], texts[rejected]
-                write(f'{head}{chosen_text},"rejected":{rejected_text}}}\n',
-                      f'{meta},"chosen_reply_id":{chosen},"rejected_reply_id":{rejected}}}\n')
-                chosen_sources[chosen_source] += 1
-                rejected_sources[rejected_source] += 1
+            writers.splits[where].extend(
+                [f'{head}{texts[c][1]},"rejected":{texts[r][1]}}}\n' for c, r in found],
+                [f'{meta},"chosen_reply_id":{c},"rejected_reply_id":{r}}}\n' for c, r in found])
+            for c, r in found:
+                chosen_sources[texts[c][0]] += 1
+                rejected_sources[texts[r][0]] += 1
             rows_out[where] += len(found)
         tick(records)
     for (annotator, version), n in people.items():

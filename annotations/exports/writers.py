@@ -23,7 +23,7 @@ SCHEMAS = {
     "dpo": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]),
 }
 ROW_GROUP_ROWS = 20_000
-JSON_BLOCK_BYTES = 1 << 24  # Arrow parses blocks in parallel; a longer line gets one block of its own
+JSON_BLOCK_BYTES = 1 << 24  # a longer line gets a block of its own
 
 
 def dumps(value) -> str:
@@ -67,14 +67,15 @@ def jsonl_table(data: bytes, schema: pa.Schema) -> pa.Table:
     """JSONL bytes -> an Arrow table of ``schema`` (every field required, nothing else allowed)."""
     parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     try:
-        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES),
-                                 parse_options=parse)
+        # One thread: the export's other core is PostgreSQL's, making the next rows.
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(
+            block_size=JSON_BLOCK_BYTES, use_threads=False), parse_options=parse)
     except pa.ArrowInvalid:
         if len(data) < JSON_BLOCK_BYTES:
             raise
         # A line longer than a block ("straddling object"): parse the batch as one block.
-        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=len(data) + 1),
-                                 parse_options=parse)
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(
+            block_size=len(data) + 1, use_threads=False), parse_options=parse)
     return table.select(schema.names).cast(schema)
 
 
@@ -96,20 +97,26 @@ class SplitWriter:
 
     def add(self, line: str, meta: str) -> None:
         """One row: its JSONL line and its meta line, each ending in a newline."""
-        self.lines.append(line)
-        self.metas.append(meta)
-        if len(self.lines) >= self.row_group_rows:
-            self.flush()
+        self.extend([line], [meta])
+
+    def extend(self, lines: list[str], metas: list[str]) -> None:
+        """Rows as two lists of the same length; every ``row_group_rows`` rows become one row group."""
+        self.lines += lines
+        self.metas += metas
+        while len(self.lines) >= self.row_group_rows:
+            self._write(self.row_group_rows)
 
     def flush(self) -> None:
-        if not self.lines:
-            return
-        data = "".join(self.lines).encode()
+        if self.lines:
+            self._write(len(self.lines))
+
+    def _write(self, n: int) -> None:
+        data = "".join(self.lines[:n]).encode()
         self.jsonl.write(data)
-        self.meta.write("".join(self.metas).encode())
+        self.meta.write("".join(self.metas[:n]).encode())
         self.parquet.write_table(jsonl_table(data, self.schema))
-        self.rows += len(self.lines)
-        self.lines, self.metas = [], []
+        self.rows += n
+        del self.lines[:n], self.metas[:n]
 
     def close(self) -> dict[str, dict]:
         self.flush()

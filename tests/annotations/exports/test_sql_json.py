@@ -100,3 +100,18 @@ def test_the_python_rows_for_other_databases_equal_the_sql_rows(project):
     assert json.loads(next(r for r in by_sql if r[9])[12])["messages"][-1]["content"] == "A reviewer's \"fix\"\n"
     by_sql = [dpo(r) for r in chain.from_iterable(service._dpo_rows(qs))]
     assert by_sql == [dpo(r) for r in service._python_dpo_rows(qs)] and len(by_sql) == len(texts)
+
+
+def test_the_dpo_meta_line_is_what_json_dumps_writes():
+    from collections import Counter
+
+    from annotations.exports.service import _dpo_meta
+
+    rng = random.Random(3)
+    for tau in [None, 1.0, -1.0, 0.0, 1 / 3, -0.33335, 0.1 + 0.2, 2 / 7, 1e-5, -1e-7]:
+        subs = [[[], {}, 1, 1, rng.randint(1, 10**12), "submitted", False] for _ in range(rng.randint(1, 4))]
+        reviews = Counter(rng.choice(["pending", "accepted", "not_sampled"]) for _ in subs)
+        complete = rng.random() < 0.5
+        expected = dumps({"task_id": 7, "submission_ids": [s[4] for s in subs], "review": dict(reviews),
+                          "task_complete": complete, "agreement_tau": None if tau is None else round(tau, 4)})
+        assert _dpo_meta(7, subs, reviews, complete, tau) + "}" == expected
