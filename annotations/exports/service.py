@@ -18,12 +18,12 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ..errors import InvalidInput, NotFound
-from ..models import CandidateReply, DatasetSnapshot, Project, Review, Submission, Task, TaskKind
+from ..models import CandidateReply, DatasetSnapshot, Project, Review, Submission, Task, TaskExclusion, TaskKind
 from ..quality.agreement import task_mean_taus
 from ..services import audit
 from . import datasheet, pairs, split
@@ -113,7 +113,10 @@ def selected_submissions(snapshot: DatasetSnapshot, *, screened: bool = True):
     f = snapshot.filters
     qs = Submission.objects.filter(project_id=snapshot.project_id)
     if screened:
-        qs = qs.filter(task__exclusion__isnull=True)
+        # NOT EXISTS, not a LEFT JOIN ... IS NULL: PostgreSQL estimates the anti-join well, while it
+        # takes "exclusion.id IS NULL" after the outer join for ~0 rows and plans a million index
+        # probes where one hash join does.
+        qs = qs.filter(~Exists(TaskExclusion.objects.filter(task_id=OuterRef("task_id"))))
     qs = qs.filter(status=Submission.Status.ACCEPTED) if f.get("accepted_only") else qs.exclude(
         status=Submission.Status.REJECTED)
     if f.get("instruction_versions"):
