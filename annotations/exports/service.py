@@ -492,12 +492,16 @@ def _write(snapshot: DatasetSnapshot, folder: Path, on_progress=None) -> tuple[S
 
     files: dict[str, dict] = {}
     try:
-        if "sft" in snapshot.formats:
-            writers = FormatWriters(folder, "sft")
-            files.update(_write_sft(qs, writers, stats, side, tick, exclude_flagged))
-        if "dpo" in snapshot.formats:
-            writers = FormatWriters(folder, "dpo")
-            files.update(_write_dpo(qs, writers, stats, side, tick, exclude_flagged, min_agreement))
+        for fmt, write in (("sft", lambda w: _write_sft(qs, w, stats, side, tick, exclude_flagged)),
+                           ("dpo", lambda w: _write_dpo(qs, w, stats, side, tick, exclude_flagged, min_agreement))):
+            if fmt not in snapshot.formats:
+                continue
+            writers = FormatWriters(folder, fmt)
+            try:
+                files.update(write(writers))
+            except BaseException:
+                writers.abort()
+                raise
     finally:
         record_progress.close()
     return stats, files

@@ -3,13 +3,20 @@
 Each split of a format (``sft.train`` ...) buffers at most ``ROW_GROUP_ROWS`` lines; a full buffer is
 appended to the JSONL file and its meta file and parsed once by Arrow's JSON reader into one Parquet
 row group (``pyarrow.json``, with the format's schema as the explicit schema), so no per-row Python
-builds Arrow columns. Memory stays flat whatever the number of rows; every file is hashed as its
-bytes are written (Parquet through a hashing sink), so the snapshot's content hash costs no re-read.
+builds Arrow columns. Every file is hashed as its bytes are written (Parquet through a hashing
+sink), so the snapshot's content hash costs no re-read.
+
+The storing of a row group (JSON parsing, Parquet encoding and zstd, SHA-256, file writes: all
+release the GIL) runs on one background thread per format, in submission order, while the caller
+builds the next rows; at most ``PENDING_GROUPS`` groups wait, so memory stays flat whatever the
+number of rows.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +30,7 @@ SCHEMAS = {
     "dpo": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]),
 }
 ROW_GROUP_ROWS = 20_000
+PENDING_GROUPS = 3
 JSON_BLOCK_BYTES = 1 << 24  # a longer line gets a block of its own
 
 
@@ -79,13 +87,42 @@ def jsonl_table(data: bytes, schema: pa.Schema) -> pa.Table:
     return table.select(schema.names).cast(schema)
 
 
+class Background:
+    """One thread that runs jobs in the order they were given; ``submit`` waits while more than
+    ``depth`` are unfinished, and re-raises the first failure."""
+
+    def __init__(self, depth: int = PENDING_GROUPS):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
+        self.pending: deque[Future] = deque()
+        self.depth = depth
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.depth:
+            self.pending.popleft().result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self, *, cancel: bool = False) -> None:
+        try:
+            if not cancel:
+                self.drain()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pending.clear()
+
+
 class SplitWriter:
     """``<fmt>.<split>.jsonl``, ``.parquet`` and ``.meta.jsonl``: line n of the meta file describes row n
     (task, submissions, review state, completion, agreement), so provenance travels with the data
     without changing the training schema."""
 
-    def __init__(self, folder: Path, fmt: str, split: str, row_group_rows: int = ROW_GROUP_ROWS):
+    def __init__(self, folder: Path, fmt: str, split: str, row_group_rows: int = ROW_GROUP_ROWS,
+                 background: Background | None = None):
         self.schema = SCHEMAS[fmt]
+        self.background = background
         self.row_group_rows = row_group_rows
         self.jsonl = HashingFile(folder / f"{fmt}.{split}.jsonl")
         self.meta = HashingFile(folder / f"{fmt}.{split}.meta.jsonl")
@@ -112,31 +149,61 @@ class SplitWriter:
 
     def _write(self, n: int) -> None:
         data = "".join(self.lines[:n]).encode()
-        self.jsonl.write(data)
-        self.meta.write("".join(self.metas[:n]).encode())
-        self.parquet.write_table(jsonl_table(data, self.schema))
-        self.rows += n
+        meta = "".join(self.metas[:n]).encode()
         del self.lines[:n], self.metas[:n]
+        self.rows += n
+        if self.background is None:
+            self._store(data, meta)
+        else:
+            self.background.submit(self._store, data, meta)
+
+    def _store(self, data: bytes, meta: bytes) -> None:
+        self.jsonl.write(data)
+        self.meta.write(meta)
+        self.parquet.write_table(jsonl_table(data, self.schema))
 
     def close(self) -> dict[str, dict]:
+        """Flush and close; with a background writer, call it after ``Background.drain``."""
         self.flush()
+        if self.background is not None:
+            self.background.drain()
         self.parquet.close()
         return {f.path.name: f.summary(self.rows) for f in (self.jsonl, self.parquet_file, self.meta)}
 
+    def abort(self) -> None:
+        try:
+            self.parquet.close()
+        except Exception:  # noqa: BLE001 - the export failed already; its folder is removed
+            pass
+        for f in (self.jsonl, self.parquet_file, self.meta):
+            f.close()
+
 
 class FormatWriters:
-    """train/eval writers of one format (``sft`` or ``dpo``)."""
+    """train/eval writers of one format (``sft`` or ``dpo``) sharing one background thread. Use
+    ``close()`` at the end, ``abort()`` when the export fails."""
 
     def __init__(self, folder: Path, fmt: str):
         self.fmt = fmt
-        self.splits = {split: SplitWriter(folder, fmt, split) for split in ("train", "eval")}
+        self.background = Background()
+        self.splits = {split: SplitWriter(folder, fmt, split, background=self.background)
+                       for split in ("train", "eval")}
 
     def write(self, split: str, row: dict, meta: dict) -> None:
-        """One row from Python values (the service's fast path hands ``SplitWriter.add`` ready lines)."""
+        """One row from Python values (the service's fast path hands ``SplitWriter.extend`` ready lines)."""
         self.splits[split].add(dumps(row) + "\n", dumps(meta) + "\n")
 
     def close(self) -> dict[str, dict]:
         files: dict[str, dict] = {}
-        for writer in self.splits.values():
-            files.update(writer.close())
+        try:
+            for writer in self.splits.values():
+                files.update(writer.close())
+        finally:
+            self.background.close()
         return files
+
+    def abort(self) -> None:
+        """Drop what waits, stop the thread, close the files (the caller removes the folder)."""
+        self.background.close(cancel=True)
+        for writer in self.splits.values():
+            writer.abort()
