@@ -215,6 +215,25 @@ class LeaseOut(serializers.ModelSerializer):
         fields = ["id", "status", "created_at", "expires_at", "instruction_version", "task"]
 
 
+def lease_row(lease) -> dict:
+    """``LeaseOut(lease).data`` without DRF's per-field machinery: every "next" answers with it
+    and the serializer was the largest part of that request's CPU (docs/benchmarks.md).
+    tests/annotations/test_api_task_rows.py checks the two agree; LeaseOut stays the schema."""
+    task = lease.task
+    replies = task.replies.all()
+    return {
+        "id": lease.pk, "status": lease.status, "created_at": _iso(lease.created_at),
+        "expires_at": _iso(lease.expires_at), "instruction_version": lease.instruction_version.number,
+        "task": {
+            "id": task.pk, "kind": task.kind, "conversation": task.conversation,
+            "replies": [{"id": r.pk, "content": r.content} for r in replies if r.for_ranking],
+            "drafts": [{"id": r.pk, "content": r.content, "source": r.source,
+                        "model": r.model_version.name if r.model_version_id else None}
+                       for r in replies if not r.for_ranking and r.source == CandidateReply.Source.MODEL],
+        },
+    }
+
+
 class NextTaskIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=TaskKind.choices, required=False,
                                    help_text="Only a task of this kind (red-teaming is started apart); default: any.")

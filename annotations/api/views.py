@@ -341,7 +341,7 @@ def _lease_out(lease) -> dict:
         lease.task = selectors.task_with_replies(task_id=lease.task_id)
     if "instruction_version" not in lease._state.fields_cache:
         lease.instruction_version = InstructionVersion.objects.get(pk=lease.instruction_version_id)
-    return s.LeaseOut(lease).data
+    return s.lease_row(lease)
 
 
 class NextTaskView(ProjectScopedView):

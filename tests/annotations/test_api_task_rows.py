@@ -45,3 +45,31 @@ def test_list_endpoint_serves_the_rows(api, project, admin_user):
     r = api(admin_user).get(f"/api/projects/{project.pk}/tasks/?page_size=2")
     assert r.status_code == 200
     assert r.json()["results"] == s.TaskOut(tasks[:2], many=True).data
+
+
+def test_lease_row_equals_the_serializer(project, annotator):
+    from annotations import selectors
+    from annotations.models import CandidateReply, ModelVersion
+    from annotations.services import leases
+
+    from ..factories import ReplyFactory, comparison_task
+
+    version = ModelVersion.objects.create(name="drafter", base_model="/m")
+    demo = TaskFactory(project=project)
+    ReplyFactory(task=demo, source=CandidateReply.Source.MODEL, model_version=version, content="Draft <b>1</b>")
+    ReplyFactory(task=demo, source=CandidateReply.Source.MODEL, content="Draft two",
+                 model_version=ModelVersion.objects.create(name="drafter-lora", base_model="/m", adapter_path="/a"))
+    ReplyFactory(task=demo, source=CandidateReply.Source.HUMAN, content="A human reply, not a draft")
+    comparison_task(project, k=3)
+    seen = set()
+    for _ in range(2):
+        lease = leases.lease_next_task(project=project, annotator=annotator)
+        selectors.load_replies(lease.task)
+        assert s.lease_row(lease) == s.LeaseOut(lease).data
+        seen.add(lease.task.kind)
+        if lease.task.kind == "demonstration":
+            assert [d["content"] for d in s.lease_row(lease)["task"]["drafts"]] == ["Draft <b>1</b>",
+                                                                                     "Draft two"]
+        else:
+            assert len(s.lease_row(lease)["task"]["replies"]) == 3
+    assert seen == {"demonstration", "comparison"}
