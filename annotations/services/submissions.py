@@ -65,7 +65,7 @@ def submit_demonstration(
             r.pk: r
             for r in CandidateReply.objects.filter(task=task, pk__in=draft_ids).exclude(
                 source=CandidateReply.Source.HUMAN)
-        }
+        } if draft_ids else {}  # written from scratch: no query
         missing = [d for d in draft_ids if d not in drafts]
         if missing:
             raise InvalidInput(f"Draft(s) {missing} are not model drafts of this task.", field="draft_ids")
