@@ -33,6 +33,8 @@ class SnapshotIn(serializers.Serializer):
     near_duplicates = serializers.BooleanField(required=False)
     near_dup_threshold = serializers.FloatField(min_value=0.5, max_value=1, required=False)
     licence = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    seed = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                 help_text="Changes which prompt groups land in eval (default: none).")
     exclude_gold = serializers.BooleanField(required=False, help_text="Leave out work on gold tasks (default true).")
     completed_only = serializers.BooleanField(
         required=False, help_text="Only tasks with `overlap` accepted submissions.")
