@@ -280,3 +280,55 @@ def test_quality_screenshots(page, live_server, logged_in):
     shoot(page, "quality-annotator")
     page.goto(f"{live_server.url}/projects/{project.pk}/gold/?task={golden[0].pk}")
     shoot(page, "gold")
+
+
+def test_datasets_screenshots(page, live_server, logged_in, settings, tmp_path):
+    """The Datasets & finetunes page and a finetune's page, from a real export and a real tiny LoRA
+    run on the bundled model (about a minute on a laptop CPU)."""
+    from annotations.exports.service import build_snapshot, create_snapshot
+    from annotations.models import DatasetSnapshot, ModelVersion
+    from models_service.finetune.service import create_finetune_job, run_finetune_job
+    from models_service.model_files import prepare_model
+    from tests.annotations.exports.helpers import comparison, demonstration
+
+    settings.EXPORT_SNAPSHOT_ROOT = str(tmp_path / "snapshots")
+    settings.FINETUNE_ROOT = str(tmp_path / "finetunes")
+    admin = UserFactory(username="maria")
+    project = ProjectFactory(name="Support assistant · SFT round 3", created_by=admin, instructions=INSTRUCTIONS_V1)
+    kim = UserFactory(username="kim")
+    MembershipFactory(project=project, user=kim, role=Role.ENGINEER)
+    for i in range(24):
+        demonstration(project, [{"role": "user", "content": f"How do I change the delivery address of order {i}?"}],
+                      [f"Open Orders, select order {i} and choose Change address; it works until the parcel ships."],
+                      status="accepted")
+        comparison(project, [{"role": "user", "content": f"{PROMPT} ({i})"}], list(REPLIES),
+                   [[[1], [0], [3], [2]], [[1, 0], [3], [2]]])
+    first = build_snapshot(snapshot_id=create_snapshot(project=project, created_by=kim, name="round 3, all work",
+                                                       eval_fraction=0.1, near_duplicates=False,
+                                                       licence="CC-BY-4.0").pk)
+    build_snapshot(snapshot_id=create_snapshot(project=project, created_by=kim, name="accepted only",
+                                               accepted_only=True, formats=["sft"], eval_fraction=0.1,
+                                               near_duplicates=False).pk)
+    running = create_snapshot(project=project, created_by=kim, name="agreement ≥ 0.5", min_agreement=0.5,
+                              formats=["dpo"])
+    DatasetSnapshot.objects.filter(pk=running.pk).update(status="running", progress=0.42, records_done=21)
+    base = ModelVersion.objects.create(name="smollm2-135m-instruct", base_model=str(prepare_model()))
+    job = create_finetune_job(project=project, snapshot=first, method="sft", base_model=base, created_by=kim,
+                              enqueue=False, params={"max_steps": 16, "batch_size": 4, "max_length": 128,
+                                                     "learning_rate": 1e-3})
+    job = run_finetune_job(job_id=job.pk)
+    assert job.status == "done", job.error
+    create_finetune_job(project=project, snapshot=first, method="dpo", base_model=base, created_by=kim,
+                        enqueue=False, params={"max_steps": 40})
+    logged_in(kim)
+    page.goto(f"{live_server.url}/projects/{project.pk}/datasets/")
+    page.wait_for_selector("#datasets-app[data-ready]")
+    page.set_viewport_size({"width": 1440, "height": 1180})
+    shoot(page, "datasets")
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    page.context.clear_cookies()
+    logged_in(admin)
+    page.goto(f"{live_server.url}/projects/{project.pk}/finetunes/{job.pk}/")
+    page.wait_for_selector("#finetune-app[data-ready]")
+    page.wait_for_function("document.getElementById('loss-plot').complete")
+    shoot(page, "finetune")

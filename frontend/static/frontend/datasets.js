@@ -57,18 +57,27 @@ function init(app) {
     }
     const files = tr.querySelector("[data-field=files]");
     if (s.files.length && !files.querySelector("a")) {
-      const parts = [];
-      for (const f of s.files) {
+      const link = (f) => {
         const a = document.createElement("a");
-        a.href = f.url;  // our own endpoint, built by the server
+        a.href = f.url;  // our own download endpoint, built by the server
         a.setAttribute("download", "");
         a.textContent = f.name;
+        a.title = formatBytes(f.bytes);
+        return a;
+      };
+      const parts = [];
+      for (const f of s.files.filter((x) => x.main)) parts.push(link(f), document.createElement("br"));
+      const all = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = `all ${s.files.length} files`;
+      all.append(summary);
+      for (const f of s.files) {
         const size = document.createElement("span");
         size.className = "muted";
         size.textContent = ` ${formatBytes(f.bytes)}`;
-        parts.push(a, size, document.createElement("br"));
+        all.append(link(f), size, document.createElement("br"));
       }
-      files.replaceChildren(...parts);
+      files.replaceChildren(...parts, all);
     }
   }
 
