@@ -54,6 +54,18 @@ def test_sft_run_records_finite_loss_per_step_and_the_adapter_changes_greedy_out
     after = greedy(tuned, tokenizer, prompts)
     assert before != after
 
+    # The in-process backend serves the finetuned version with its adapter applied.
+    from models_service.backends import backend_for
+    from models_service.client import Sampling
+
+    version.backend = "transformers"
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    greedy_12 = Sampling(n=1, temperature=0, max_tokens=12)
+    drafted = [c[0].text for c in backend_for(version).chat_batch(conversations, greedy_12)]
+    base_model.backend = "transformers"
+    plain = [c[0].text for c in backend_for(base_model).chat_batch(conversations, greedy_12)]
+    assert all(drafted) and drafted != plain
+
 
 def test_dpo_run_records_finite_loss_per_step(project, snapshot, base_model):
     job = run(project, snapshot, base_model, "dpo", max_steps=3)
@@ -68,3 +80,24 @@ def test_a_crashing_training_process_fails_the_job_with_its_reason(project, snap
     job = run(project, snapshot, base_model, "sft", target_modules=["no_such_module"])
     assert job.status == FinetuneJob.Status.FAILED
     assert "exited with code 1" in job.error and job.result_model is None
+
+
+@pytest.mark.django_db(transaction=True)  # the progress printer reads the job from its own thread
+def test_manage_py_finetune_prints_each_step_and_the_outcome(project, snapshot, base_model):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("finetune", snapshot.pk, method="sft", base=base_model.name, user=project.created_by.username,
+                 settings=[f"{k}={json.dumps(v)}" for k, v in {**TINY, "max_steps": 2}.items()],
+                 stdout=out, stderr=err)
+    result = json.loads(out.getvalue())
+    job = FinetuneJob.objects.get(pk=result["job"])
+    assert result["status"] == "done" and result["model"] == job.result_model.name
+    lines = err.getvalue().splitlines()
+    assert any(line.strip() == "running" for line in lines)
+    steps = [line.split()[1] for line in lines if line.strip().startswith("step ")]
+    assert steps == ["1/2", "2/2"], lines
+    assert job.created_by == project.created_by
