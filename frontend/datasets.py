@@ -37,7 +37,6 @@ from .plots import loss_plot
 
 TRAINERS = frozenset({Role.ADMIN, Role.ENGINEER})
 LISTED = 50
-ACTIVE_SNAPSHOT = (DatasetSnapshot.Status.PENDING, DatasetSnapshot.Status.RUNNING)
 
 
 def _base_models():
@@ -123,9 +122,10 @@ def _start_snapshot(*, project, user, form: SnapshotForm) -> DatasetSnapshot | N
 
 def _start_finetune(*, project, user, form: FinetuneForm):
     try:
-        return finetune_service.create_finetune_job(project=project, snapshot=form.cleaned_data["snapshot"],
-                                   method=form.cleaned_data["method"], base_model=form.cleaned_data["base_model"],
-                                   created_by=user, params=form.params())
+        data = form.cleaned_data
+        return finetune_service.create_finetune_job(project=project, snapshot=data["snapshot"], method=data["method"],
+                                                    base_model=data["base_model"], created_by=user,
+                                                    params=form.params())
     except DomainError as exc:
         field = exc.details.get("field")
         form.add_error(field if field in form.fields else None, exc.message)
