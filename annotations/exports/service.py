@@ -1,8 +1,10 @@
 """Make and build dataset snapshots.
 
 ``create_snapshot`` records what was asked (one transaction) and ``build_snapshot`` streams the
-selected submissions straight into the writers: the query runs on a server-side cursor in chunks
-(``.iterator``), rows are written one by one, so memory does not grow with the project.
+selected submissions straight into the writers: PostgreSQL builds the JSON lines and sends them as
+it makes them (one statement per format), Python splits, pairs and appends them, and the writers
+store row groups on a thread of their own, so memory does not grow with the project.
+docs/architecture.md ("Exports") has the why.
 """
 from __future__ import annotations
 
@@ -383,14 +385,7 @@ def _stream_batches(template: str, selected, size: int) -> Iterator[list[tuple]]
         cursor.execute("SET jit = off")
         cursor.execute(f"SET work_mem = '{int(getattr(settings, 'EXPORT_WORK_MEM_MB', 64))}MB'")
         try:
-            batch = []
-            for row in cursor.stream(query, size=size):
-                batch.append(row)
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+            yield from _chunks(cursor.stream(query, size=size), size)
         finally:
             cursor.execute("RESET jit")
             cursor.execute("RESET work_mem")
