@@ -53,12 +53,17 @@ def _when(value, end: bool = False):
         return None
     if isinstance(value, datetime):
         return value
-    parsed = parse_datetime(str(value))
+    text = str(value).strip()
+    # A bare day means the whole day: checked first, because parse_datetime also reads
+    # "2026-06-30" (as its midnight), which would drop that day's work from a date_to.
+    try:
+        day = parse_date(text) if len(text) == 10 else None
+        parsed = (datetime.combine(day, datetime.max.time() if end else datetime.min.time()) if day is not None
+                  else parse_datetime(text))
+    except ValueError:  # well formed but no such day (2026-02-30)
+        parsed = None
     if parsed is None:
-        day = parse_date(str(value))
-        if day is None:
-            raise InvalidInput(f"Not a date: {value!r}.", field="date_from" if not end else "date_to")
-        parsed = datetime.combine(day, datetime.max.time() if end else datetime.min.time())
+        raise InvalidInput(f"Not a date: {value!r}.", field="date_from" if not end else "date_to")
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
     return parsed

@@ -166,3 +166,19 @@ def test_export_command_builds_a_snapshot(project):
     assert snap.filters["exclude_gold"] is False and snap.filters["completed_only"] is True
     assert snap.filters["exclude_pending_review"] is True and snap.filters["min_agreement"] == 0.5
     assert snap.options["seed"] == "s1" and snap.status == "ready" and snap.counts["records"] == 0
+
+
+def test_a_bare_day_means_the_whole_day_and_bad_days_are_refused():
+    from datetime import time
+
+    from annotations.errors import InvalidInput
+    from annotations.exports.service import _when
+
+    end = _when("2026-06-30", end=True)
+    assert (end.date().isoformat(), end.time().replace(tzinfo=None)) == ("2026-06-30", time.max)
+    start = _when("2026-06-30")
+    assert start.time().replace(tzinfo=None) == time.min
+    assert _when("2026-06-30T12:30:00+00:00", end=True).hour == 12
+    for bad in ("2026-02-30", "yesterday", "2026-13-01T00:00"):
+        with pytest.raises(InvalidInput):
+            _when(bad, end=True)
