@@ -132,6 +132,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The queue jobs go to and workers take from. A second deployment sharing one Redis database (the
+# flywheel run beside a test session's worker) names its own, so neither worker takes the other's jobs.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 # A lost broker connection does not stop running jobs (a finetune would start over): they finish,
 # and their acknowledgement to the dead channel is logged and dropped (labelstudio_app/broker.py).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False

@@ -2,8 +2,9 @@
 replied, then the judge), cancel.
 
 A run moves pending -> generating -> judging (when it has a judge) -> done; a failed generation job
-fails the run, a cancelled one cancels it (cancelled through the run or as a single model job). ``advance_run`` is called by each job when it ends; it
-locks the run row, so two jobs finishing together make the battles once.
+fails the run, a cancelled one cancels it (cancelled through the run or as a single model job).
+``advance_run`` is called by each job when it ends or is cancelled; it locks the run row, so two
+jobs finishing together make the battles once.
 """
 from __future__ import annotations
 
