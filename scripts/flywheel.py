@@ -349,7 +349,7 @@ class Flywheel:
             "CELERY_RESULT_BACKEND": self.args.redis_url,
             # its own queue: another worker on the same Redis database (a test session's) never takes
             # these jobs, and this worker never takes theirs
-            "CELERY_TASK_DEFAULT_QUEUE": f"flywheel-{self.web_port}",
+            "CELERY_TASK_DEFAULT_QUEUE": "flywheel",
             "MODEL_BACKEND": "vllm",
             "MODEL_BASE_URL": f"http://127.0.0.1:{self.model_port}/v1",
             "MODEL_NAME": MODEL_NAME,
@@ -495,14 +495,12 @@ class Flywheel:
                        findings_by_kind=_count(f["kind"] for f in findings))
 
     def all_tasks(self, **params) -> list[dict]:
-        out, cursor = [], None
+        out, page = [], self.admin.get(self.p("tasks/"), params=params)
         while True:
-            page = self.admin.get(self.p("tasks/"), params={**params, **({"cursor": cursor} if cursor else {})})
             out += results(page)
-            nxt = page.get("next") if isinstance(page, dict) else None
-            if not nxt:
+            if not page.get("next"):
                 return out
-            cursor = dict(p.split("=", 1) for p in urlparse(nxt).query.split("&"))["cursor"]
+            page = self.admin.get(page["next"])  # the cursor link, as the API wrote it
 
     def drafting(self):
         with self.report.stage("drafting", "model drafts for the prompts to label") as fig:
