@@ -77,8 +77,9 @@ def odd(token: str, corpus_words: set[str] = frozenset()) -> bool:
 def split_suffix(prompt: str, corpus_words: set[str] = frozenset()) -> tuple[float, str] | None:
     """The split of ``prompt`` into head and tail that best separates ordinary words from odd
     ones: (tail oddness - head oddness, the tail), or None when no split qualifies."""
-    # Inline code is written on purpose and reads odd: one placeholder word instead.
-    tokens = INLINE_CODE.sub(" code ", prompt[-6000:]).split()
+    # Inline code is written on purpose and reads odd: one placeholder word instead, kept inside
+    # its punctuation ("(`x`)," -> "(code),", not the lone "(" and ")," that read as symbol noise).
+    tokens = INLINE_CODE.sub("code", prompt[-6000:]).split()
     if len(tokens) < MIN_HEAD + MIN_TAIL:
         return None
     flags = [odd(t, corpus_words) for t in tokens]

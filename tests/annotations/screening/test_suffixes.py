@@ -65,3 +65,10 @@ def test_clean_text_gives_no_finding():
     assert prose and [p for p in prose if suffixes.split_suffix(p)] == []
     data = synthetic.build(n=5000, seed=3)
     assert suffixes.detect(corpus_of([i.prompt for i in data.items]))[0] == []
+
+
+def test_inline_code_in_parentheses_reads_as_prose():
+    # A README paragraph once read as a gibberish suffix: the placeholder left "(" and ")," alone.
+    text = ("It starts the vLLM CPU server with the bundled model and runtime LoRA (`manage.py serve_model`), "
+            "gunicorn and a Celery worker. Then:")
+    assert suffixes.split_suffix(text) is None
