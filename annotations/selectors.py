@@ -31,11 +31,8 @@ def membership(*, project_id: int, user) -> Membership | None:
     row = prepared.fetchone(_membership_sql(), {"project": project_id, "user": user.pk})
     if row is None:
         return None
-    a, b = prepared.width(Membership), prepared.width(Membership) + prepared.width(Project)
-    found = prepared.build(Membership, row[:a])
-    project = prepared.build(Project, row[a:b])
-    current = row[b:]
-    project.current_instructions = prepared.build(InstructionVersion, current) if current[0] is not None else None
+    found, project, current = prepared.instances(row, Membership, Project, InstructionVersion)
+    project.current_instructions = current
     found.project = project
     return found
 
@@ -99,11 +96,9 @@ def load_replies(task: Task) -> Task:
         prefetch_related_objects([task], Prefetch("replies", queryset=_replies()))
         return task
     rows = prepared.fetchall(_replies_sql(), {"task": task.pk})
-    n = prepared.width(CandidateReply)
     replies = []
     for row in rows:
-        reply = prepared.build(CandidateReply, row[:n])
-        reply.model_version = prepared.build(ModelVersion, row[n:]) if row[n] is not None else None
+        reply, reply.model_version = prepared.instances(row, CandidateReply, ModelVersion)
         reply.task = task
         replies.append(reply)
     cached = task.replies.all()
@@ -136,7 +131,7 @@ def lease_for_annotator(*, project: Project, annotator, lease_id: int, with_task
     row = prepared.fetchone(_lease_sql(), {"lease": lease_id, "project": project.pk, "annotator": annotator.pk})
     if row is None:
         return None
-    lease = prepared.build(Lease, row[:-1])
+    (lease,) = prepared.instances(row, Lease)
     if with_task_kind:
         lease.task_kind = row[-1]
     return lease

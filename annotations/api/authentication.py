@@ -6,6 +6,8 @@ cost more CPU than running it (docs/benchmarks.md, "Where the time goes").
 """
 from __future__ import annotations
 
+import functools
+
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +18,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from ..services import prepared
 
 
+@functools.cache
 def _token_sql() -> str:
     user = get_user_model()
     return (f"SELECT {prepared.select_list(Token, 't')}, {prepared.select_list(user, 'u')} "
@@ -24,21 +27,14 @@ def _token_sql() -> str:
 
 
 class PreparedTokenAuthentication(TokenAuthentication):
-    _sql: str | None = None
-
     def authenticate_credentials(self, key):
         if connection.vendor != "postgresql":
             return super().authenticate_credentials(key)
-        cls = type(self)
-        if cls._sql is None:
-            cls._sql = _token_sql()
-        row = prepared.fetchone(cls._sql, {"key": key})
+        row = prepared.fetchone(_token_sql(), {"key": key})
         if row is None:
             raise AuthenticationFailed(_("Invalid token."))
-        n = prepared.width(Token)
-        token = prepared.build(Token, row[:n])
-        user = prepared.build(get_user_model(), row[n:])
-        token.user = user
+        token, token.user = prepared.instances(row, Token, get_user_model())
+        user = token.user
         if not user.is_active:
             raise AuthenticationFailed(_("User inactive or deleted."))
         return user, token

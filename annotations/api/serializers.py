@@ -199,11 +199,20 @@ class LeaseTaskOut(serializers.ModelSerializer):
         fields = ["id", "kind", "conversation", "replies", "drafts"]
 
     def get_replies(self, task) -> list[dict]:
-        return BlindReplyOut([r for r in task.replies.all() if r.for_ranking], many=True).data
+        return BlindReplyOut(_to_rank(task), many=True).data
 
     def get_drafts(self, task) -> list[dict]:
-        drafts = [r for r in task.replies.all() if not r.for_ranking and r.source == CandidateReply.Source.MODEL]
-        return DraftOut(drafts, many=True).data
+        return DraftOut(_drafts(task), many=True).data
+
+
+# Which of a task's replies an annotator sees, and how: shared by LeaseTaskOut and lease_row so
+# the blind list can never differ between the schema and the answer.
+def _to_rank(task) -> list:
+    return [r for r in task.replies.all() if r.for_ranking]
+
+
+def _drafts(task) -> list:
+    return [r for r in task.replies.all() if not r.for_ranking and r.source == CandidateReply.Source.MODEL]
 
 
 class LeaseOut(serializers.ModelSerializer):
@@ -220,16 +229,14 @@ def lease_row(lease) -> dict:
     and the serializer was the largest part of that request's CPU (docs/benchmarks.md).
     tests/annotations/test_api_task_rows.py checks the two agree; LeaseOut stays the schema."""
     task = lease.task
-    replies = task.replies.all()
     return {
         "id": lease.pk, "status": lease.status, "created_at": _iso(lease.created_at),
         "expires_at": _iso(lease.expires_at), "instruction_version": lease.instruction_version.number,
         "task": {
             "id": task.pk, "kind": task.kind, "conversation": task.conversation,
-            "replies": [{"id": r.pk, "content": r.content} for r in replies if r.for_ranking],
+            "replies": [{"id": r.pk, "content": r.content} for r in _to_rank(task)],
             "drafts": [{"id": r.pk, "content": r.content, "source": r.source,
-                        "model": r.model_version.name if r.model_version_id else None}
-                       for r in replies if not r.for_ranking and r.source == CandidateReply.Source.MODEL],
+                        "model": r.model_version.name if r.model_version_id else None} for r in _drafts(task)],
         },
     }
 

@@ -51,7 +51,8 @@ def select_list(model, alias: str) -> str:
 
 
 def _layout(model) -> tuple:
-    """(attnames, [(index, expression, converters)] for the fields that have converters)."""
+    """(attnames, [(index, expression, converters)] for the fields that have converters, index of
+    the primary key)."""
     found = _layout_cache.get(model)
     if found is None:
         fields = model._meta.concrete_fields
@@ -61,13 +62,13 @@ def _layout(model) -> tuple:
             converters = tuple(connection.ops.get_db_converters(col)) + tuple(field.get_db_converters(connection))
             if converters:
                 converting.append((i, col, converters))
-        found = _layout_cache[model] = ([f.attname for f in fields], converting)
+        found = _layout_cache[model] = ([f.attname for f in fields], converting, fields.index(model._meta.pk))
     return found
 
 
 def build(model, values):
     """A model instance from ``values`` (a slice of a row laid out by ``select_list``)."""
-    attnames, converting = _layout(model)
+    attnames, converting, _ = _layout(model)
     if converting:
         values = list(values)
         for i, col, converters in converting:
@@ -76,5 +77,14 @@ def build(model, values):
     return model.from_db(connection.alias, attnames, values)
 
 
-def width(model) -> int:
-    return len(model._meta.concrete_fields)
+def instances(row, *models) -> list:
+    """One instance per model from consecutive slices of ``row`` (each laid out by ``select_list``,
+    in the same order). A slice whose primary key is NULL (a LEFT JOIN that found nothing) gives
+    None. Columns after the last model's are left to the caller."""
+    out, start = [], 0
+    for model in models:
+        attnames, _, pk = _layout(model)
+        values = row[start:start + len(attnames)]
+        out.append(None if values[pk] is None else build(model, values))
+        start += len(attnames)
+    return out

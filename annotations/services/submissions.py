@@ -275,10 +275,7 @@ def _lock_lease(lease_id: int) -> Lease | None:
     row = prepared.fetchone(_lock_lease_sql(), {"lease": lease_id})
     if row is None:
         return None
-    a, b = prepared.width(Lease), prepared.width(Lease) + prepared.width(Project)
-    lease = prepared.build(Lease, row[:a])
-    lease.project = prepared.build(Project, row[a:b])
-    lease.instruction_version = prepared.build(InstructionVersion, row[b:])
+    lease, lease.project, lease.instruction_version = prepared.instances(row, Lease, Project, InstructionVersion)
     return lease
 
 
