@@ -18,7 +18,7 @@ def test_keyboard_voting_reveals_models_only_after_the_vote(page, live_server, l
     logged_in(annotator)
     page.goto(f"{live_server.url}/projects/{project.pk}/arena/")
     page.get_by_role("button", name="Start voting").click()
-    page.wait_for_selector("#arena-app")
+    page.wait_for_selector("#arena-app[data-ready]")
     assert "hidden-" not in page.content()
     page.keyboard.press("b")
     expect(page.locator("#reveal")).to_be_visible()
@@ -53,7 +53,7 @@ def test_hostile_replies_stay_inert_in_the_arena(page, live_server, labeller, lo
     page.goto(f"{live_server.url}/projects/{project.pk}/arena/")
     page.get_by_role("button", name="Start voting").click()
     for _ in texts:
-        page.wait_for_selector("#arena-app")
+        page.wait_for_selector("#arena-app[data-ready]")
         assert page.title().startswith("Battle"), page.title()
         assert page.locator("a[href^='javascript:']").count() == 0
         page.keyboard.press("t")

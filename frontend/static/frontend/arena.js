@@ -61,4 +61,5 @@ function init(app) {
     }
   });
   installHelp();
+  app.dataset.ready = "1";  // tests wait for this before they press keys
 }
