@@ -20,8 +20,13 @@ def test_compose_has_the_services_and_health_checks():
     assert {"web", "worker", "beat", "postgres", "redis", "vllm"} <= set(services)
     for name in ("web", "worker", "beat", "postgres", "redis", "vllm"):
         assert "healthcheck" in services[name], name
-    # one image for web, worker and beat
-    assert len({services[n]["image"] for n in ("web", "worker", "beat")}) == 1
+    # one image for web, the workers and beat
+    assert len({services[n]["image"] for n in ("web", "worker", "critic", "beat")}) == 1
+    # jobs on the default queue; critiques on the background one, in a thread pool
+    assert "--queues celery " in services["worker"]["command"]
+    assert "--queues celery.background " in services["critic"]["command"] and "--pool threads" in services[
+        "critic"]["command"]
+    assert "healthcheck" in services["critic"]
 
 
 def test_vllm_service_reserves_a_gpu_and_enables_lora():

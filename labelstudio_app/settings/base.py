@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from kombu import Exchange, Queue
 
 from .services import notice, reachable
 
@@ -135,6 +136,19 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The queue jobs go to and workers take from. A second deployment sharing one Redis database (the
 # flywheel run beside a test session's worker) names its own, so neither worker takes the other's jobs.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Background model work (a critique per submission, advisory and many) has a queue of its own that
+# every worker takes from only when the default queue is empty: a burst of submissions must not
+# hold an export, a finetune or an eval run someone is waiting for behind a hundred critiques.
+# Redis's BRPOP takes from the first non-empty key, and "priority" keeps the queues in this order
+# (kombu's default rotates them). A worker started without -Q consumes both.
+CELERY_BACKGROUND_QUEUE = env.str("CELERY_BACKGROUND_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}.background")
+# Each queue its own exchange and key: left out, Celery binds both to the default key and every
+# default job would be copied into the background queue as well (tests/integration/test_queues.py).
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                           for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_BACKGROUND_QUEUE))
+CELERY_TASK_ROUTES = {"models_service.critique_submission": {"queue": CELERY_BACKGROUND_QUEUE}}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}
 # A lost broker connection does not stop running jobs (a finetune would start over): they finish,
 # and their acknowledgement to the dead channel is logged and dropped (labelstudio_app/broker.py).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False

@@ -22,9 +22,9 @@ from tests.factories import TaskFactory
 pytestmark = pytest.mark.django_db
 
 
-def queued_critiques(broker) -> list[tuple[bytes, list]]:
+def queued_critiques(broker, queue: str) -> list[tuple[bytes, list]]:
     out = []
-    for raw in broker.lrange("celery", 0, -1):
+    for raw in broker.lrange(queue, 0, -1):
         message = json.loads(raw)
         if message["headers"]["task"] == "models_service.critique_submission":
             out.append((raw, json.loads(message["headers"]["argsrepr"].replace("(", "[").replace(",)", "]")
@@ -47,18 +47,23 @@ def test_a_submission_left_without_its_critique_is_queued_once(project, annotato
     Critique.objects.create(submission=critiqued, model_version=version,
                             instruction_version=critiqued.instruction_version, status="done")
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    # Critiques are background work: they go to their own queue, never the default one.
+    queue = settings.CELERY_BACKGROUND_QUEUE
     cache.delete_many([f"recovery-pending:critique:{s.pk}" for s in submissions])
-    before = {raw for raw, _args in queued_critiques(broker)}
+    before = {raw for raw, _args in queued_critiques(broker, queue)}
+    default = settings.CELERY_TASK_DEFAULT_QUEUE
+    default_before = {raw for raw, _args in queued_critiques(broker, default)}
     try:
         first = recovery.sweep()
         again = recovery.sweep()  # within the period: not queued a second time
-        sent = [args for raw, args in queued_critiques(broker) if raw not in before]
+        sent = [args for raw, args in queued_critiques(broker, queue) if raw not in before]
         assert sent == [[lost.pk]], sent
         assert first["lost"] >= 1 and again["lost"] == 0
+        assert not [a for raw, a in queued_critiques(broker, default) if raw not in default_before]
     finally:
-        for raw, _args in queued_critiques(broker):
+        for raw, _args in queued_critiques(broker, queue):
             if raw not in before:
-                broker.lrem("celery", 0, raw)
+                broker.lrem(queue, 0, raw)
     settings.CRITIQUE_ON_SUBMIT = False  # switched off, the sweep does not look
     cache.delete(f"recovery-pending:critique:{lost.pk}")
     assert recovery.sweep()["lost"] == 0
