@@ -68,16 +68,17 @@ def flywheel_run(tmp_path):
     print(stdout[-20_000:])
     print(stderr[-10_000:], file=sys.stderr)
     assert proc.returncode == 0, "the flywheel failed (its output is above)"
-    return json.loads(summary_path.read_text()), stdout
+    logs = tmp_path / "flywheel" / "logs"
+    return json.loads(summary_path.read_text()), stdout, {n: (logs / f"{n}.log").read_text() for n in ("worker", "critic")}
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)
 def test_the_reduced_flywheel_closes_the_loop(flywheel_run):
-    summary, output = flywheel_run
+    summary, output, logs = flywheel_run
     small, refuse = load_sizes()
     stages = summary["stages"]
-    assert list(stages) == ["services", "project", "import", "drafting", "demos", "rankings", "critiques",
-                            "snapshot", "finetune", "eval", "board", "report"]
+    assert list(stages) == ["services", "project", "import", "drafting", "demos", "rankings", "snapshot",
+                            "critiques", "finetune", "eval", "board", "report"]
 
     # project: the example instructions, published through the API, and the scripted members
     project = Project.objects.get(pk=summary["project"])
@@ -127,10 +128,14 @@ def test_the_reduced_flywheel_closes_the_loop(flywheel_run):
             assert sorted(r for group in sub.ranking for r in group) == sorted(replies)
     assert stages["rankings"]["agreement_tasks"] == small.comparisons
 
-    # critiques: the worker asked the model about every submission
+    # critiques: the background worker asked the model about every submission, on the background queue
     critiques = Critique.objects.filter(submission__project=project)
     assert critiques.values("submission").distinct().count() == demos.count() + rankings.count()
     assert critiques.filter(status="done").count() == stages["critiques"]["critiques_done"] >= 1
+    # routed to the background queue: the critic worker ran them, the jobs worker none
+    assert "Task models_service.critique_submission" in logs["critic"]
+    assert "Task models_service.critique_submission" not in logs["worker"]
+    assert "Task models_service.run_finetune" in logs["worker"]
     for critique in critiques.filter(status="done"):
         assert critique.verdict in ("accept", "revise", "reject") and set(critique.scores) == {
             "helpful", "truthful", "harmless"}
