@@ -37,6 +37,8 @@ def aggregate(rankings: Iterable[Sequence[Sequence[int]]], exclude: set[int] = f
     if len(rankings) == 1:
         # One annotator: the Borda scores fall strictly from group to group, so the aggregate is
         # their own tie-groups (the common case of an export, without the arithmetic).
+        if not exclude:
+            return [sorted(group) for group in rankings[0] if group]
         groups = [sorted(r for r in group if r not in exclude) for group in rankings[0]]
         return [g for g in groups if g]
     by_score: dict[int, list[int]] = defaultdict(list)

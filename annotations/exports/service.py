@@ -344,12 +344,12 @@ LEFT JOIN LATERAL (  -- a reviewer's fix replaces the annotator's text (the orig
 ORDER BY s.tid, s.sid"""
 
 # (task, task complete, submissions as JSON [[ranking, flags, annotator, version, id, status,
-#  review_required], ...] by id, prompt text, prompt messages as JSON, replies as JSON
-#  [[id, source, '[{"role":"assistant","content":...}]'], ...] by id)
+#  review_required], ...] by id, prompt text, prompt messages as JSON, replies as text: one line per
+#  reply by id, "id<TAB>source<TAB>[{"role":"assistant","content":...}]" (see _replies))
 _DPO_SQL = f"""
 SELECT g.tid, t.done, g.subs, coalesce(c.prompt, ''), '[' || coalesce(c.messages, '') || ']',
-       (SELECT json_agg(json_build_array(r.id, r.source,
-                        '[{{"role":"assistant","content":' || to_json(r.content)::text || '}}]') ORDER BY r.id)::text
+       (SELECT string_agg(r.id || E'\\t' || r.source || E'\\t' || '[{{"role":"assistant","content":'
+                          || to_json(r.content)::text || '}}]', E'\\n' ORDER BY r.id)
         FROM annotations_candidatereply r WHERE r.task_id = g.tid)
 FROM (SELECT s.tid, json_agg(json_build_array(s.rk, s.fl, s.aid, s.ver, s.sid, s.st, s.rr) ORDER BY s.sid)::text AS subs
       FROM {_SORTED} GROUP BY s.tid) g
@@ -435,8 +435,19 @@ def _python_dpo_rows(qs) -> Iterator[tuple]:
     for task_id, conversation, subs, replies in _comparisons(qs):
         messages = _messages(conversation)
         yield (task_id, subs[0][7] is not None, dumps([list(s[:7]) for s in subs]), split.prompt_text(messages),
-               dumps(messages), dumps([[reply_id, source, dumps([{"role": "assistant", "content": content}])]
-                                       for reply_id, (content, source) in sorted(replies.items())]))
+               dumps(messages), "\n".join(f"{reply_id}\t{source}\t" + dumps([{"role": "assistant", "content": content}])
+                                          for reply_id, (content, source) in sorted(replies.items())) or None)
+
+
+def _replies(text: str | None) -> dict[int, tuple[str, str]]:
+    """{reply id: (source, its assistant message list as JSON)} from _DPO_SQL's replies column. Plain
+    splits instead of a JSON decode of every reply text: JSON text never holds a raw tab or newline
+    (to_json and json.dumps escape both), and a source is one of CandidateReply.Source's words."""
+    out = {}
+    for line in text.split("\n") if text else ():
+        reply_id, source, message = line.split("\t", 2)
+        out[int(reply_id)] = (source, message)
+    return out
 
 
 class _ProgressWriter:
@@ -584,7 +595,7 @@ def _write_dpo(qs, writers: FormatWriters, stats: Stats, side, tick, exclude_fla
                 # Too few annotators to measure agreement counts as not agreeing enough.
                 stats.excluded["dpo_tasks_below_min_agreement"] += 1
                 continue
-            texts = {reply_id: (source, text) for reply_id, source, text in json.loads(replies or "[]")}
+            texts = _replies(replies)
             found = [(c, r) for c, r in pairs.pairs_from_rankings(rankings, exclude=exclude)
                      if c in texts and r in texts]
             if not found:

@@ -42,7 +42,8 @@ def text_key(text: str) -> str:
 def split_of(key: str, eval_fraction: float, seed: str = "") -> str:
     if eval_fraction <= 0:
         return "train"
-    bucket = int(hashlib.sha256((seed + key).encode()).hexdigest()[:12], 16) / float(1 << 48)
+    # the first 48 bits of the hash (what int(hexdigest()[:12], 16) reads, without the hex text)
+    bucket = int.from_bytes(hashlib.sha256((seed + key).encode()).digest()[:6], "big") / float(1 << 48)
     return "eval" if bucket < eval_fraction else "train"
 
 

@@ -26,3 +26,15 @@ def test_split_is_a_deterministic_function_of_key_and_seed():
     assert 100 < sides.count("eval") < 300
     assert [split_of(k, 0.1, "other seed") for k in keys] != sides
     assert {split_of(k, 0) for k in keys} == {"train"}
+
+
+def test_the_split_is_the_one_earlier_versions_made():
+    """A snapshot rebuilt by this version puts every prompt on the side it was on before: the bucket is
+    the first 12 hex digits of SHA-256(seed + key), as it always was."""
+    import hashlib
+
+    keys = [text_key(f"prompt {i}") for i in range(3000)]
+    for fraction, seed in ((0.1, ""), (0.5, "s"), (0.02, "another seed")):
+        before = ["eval" if int(hashlib.sha256((seed + k).encode()).hexdigest()[:12], 16) / float(1 << 48) < fraction
+                  else "train" for k in keys]
+        assert [split_of(k, fraction, seed) for k in keys] == before

@@ -92,7 +92,7 @@ def test_the_python_rows_for_other_databases_equal_the_sql_rows(project):
         return (*row[:10], json.loads(row[10]) if row[10] else None, *row[11:])
 
     def dpo(row):
-        return (row[0], row[1], json.loads(row[2]), row[3], row[4], json.loads(row[5]))
+        return (row[0], row[1], json.loads(row[2]), row[3], row[4], service._replies(row[5]))
 
     by_sql = [sft(r) for r in chain.from_iterable(service._sft_rows(qs))]
     assert by_sql == [sft(r) for r in service._python_sft_rows(qs)]
@@ -100,6 +100,11 @@ def test_the_python_rows_for_other_databases_equal_the_sql_rows(project):
     assert json.loads(next(r for r in by_sql if r[9])[12])["messages"][-1]["content"] == "A reviewer's \"fix\"\n"
     by_sql = [dpo(r) for r in chain.from_iterable(service._dpo_rows(qs))]
     assert by_sql == [dpo(r) for r in service._python_dpo_rows(qs)] and len(by_sql) == len(texts)
+    # the replies column: every reply of the task, its hostile text intact behind the plain splits
+    for row in by_sql:
+        assert len(row[5]) == 3 and {source for source, _m in row[5].values()} <= {"human", "model", "edited_draft"}
+    assert sorted(json.loads(m)[0]["content"] for row in by_sql for _s, m in row[5].values()) == sorted(
+        texts + ["b", "c"] * len(texts))
 
 
 def test_the_dpo_meta_line_is_what_json_dumps_writes():
