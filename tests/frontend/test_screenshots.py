@@ -205,6 +205,7 @@ def test_arena_screenshots(page, live_server, logged_in):
     BattleVote.objects.create(battle=first, voter=voters[0], shown_at=timezone.now())
     logged_in(voters[0])
     page.goto(f"{live_server.url}/projects/{project.pk}/arena/{first.pk}/")
+    page.wait_for_selector("#arena-app[data-ready]")
     shoot(page, "arena")
     page.keyboard.press("a")
     page.wait_for_selector("#reveal:not([hidden])")
