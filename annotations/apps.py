@@ -17,8 +17,9 @@ class AnnotationsConfig(AppConfig):
                                                      finished_at=timezone.now())
 
         def fail_snapshot(pk, reason):
-            DatasetSnapshot.objects.filter(pk=pk).update(status=DatasetSnapshot.Status.FAILED, error=reason,
-                                                         finished_at=timezone.now())
+            # only a pending or running one: a snapshot cancelled meanwhile stays cancelled
+            DatasetSnapshot.objects.filter(pk=pk, status__in=DatasetSnapshot.ACTIVE).update(
+                status=DatasetSnapshot.Status.FAILED, error=reason, finished_at=timezone.now())
 
         def fail_scan(pk, reason):
             DataScan.objects.filter(pk=pk).update(status=DataScan.Status.FAILED, error=reason,

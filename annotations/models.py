@@ -378,6 +378,9 @@ class DatasetSnapshot(models.Model):
         RUNNING = "running"
         READY = "ready"
         FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)  # queued or being built: what a cancel stops
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
     name = models.CharField(max_length=200, blank=True)
@@ -464,6 +467,7 @@ class AuditEntry(models.Model):
         INSTRUCTIONS_PUBLISHED = "instructions.published", "Instructions published"
         IMPORT_STARTED = "import.started", "Import started"
         SNAPSHOT_CREATED = "snapshot.created", "Dataset snapshot created"
+        SNAPSHOT_CANCELLED = "snapshot.cancelled", "Dataset snapshot cancelled"
         EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
         FINETUNE_STARTED = "finetune.started", "Finetune started"
         FINETUNE_CANCELLED = "finetune.cancelled", "Finetune cancelled"

@@ -148,6 +148,15 @@ def datasets(request, project_id: int):
                 if snapshot is not None:
                     messages.success(request, f"Snapshot {snapshot.pk} queued: it is being exported.")
                     return redirect(reverse("datasets", args=[project.pk]) + f"#snapshot-{snapshot.pk}")
+        elif action == "cancel_snapshot":
+            snapshot_id = request.POST.get("snapshot", "")
+            try:
+                export_service.cancel_snapshot(snapshot_id=int(snapshot_id) if snapshot_id.isdigit() else 0,
+                                               project=project, actor=request.user)
+                messages.success(request, f"Snapshot {snapshot_id} cancelled.")
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            return redirect(reverse("datasets", args=[project.pk]) + f"#snapshot-{snapshot_id}")
         elif action == "finetune":
             finetune_form = _finetune_form(project, request.POST)
             if finetune_form.is_valid():

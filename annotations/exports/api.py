@@ -48,7 +48,7 @@ class SnapshotIn(serializers.Serializer):
 class SnapshotOut(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None)
     # Plain text, not an enum: its choices would collide with other "status" enums in the schema.
-    status = serializers.CharField(read_only=True, help_text="pending | running | ready | failed")
+    status = serializers.CharField(read_only=True, help_text="pending | running | ready | failed | cancelled")
 
     class Meta:
         model = DatasetSnapshot
@@ -88,6 +88,17 @@ class SnapshotDetailView(ProjectScopedView):
 
     @extend_schema(responses=SnapshotOut)
     def get(self, request, project_id, snapshot_id):
+        return Response(SnapshotOut(_snapshot(self, snapshot_id)).data)
+
+
+class SnapshotCancelView(ProjectScopedView):
+    """Stop a pending or running export; its partial files are removed. 400 for a ready or failed one."""
+
+    roles = {"post": EXPORTERS}
+
+    @extend_schema(request=None, responses=SnapshotOut)
+    def post(self, request, project_id, snapshot_id):
+        service.cancel_snapshot(snapshot_id=_snapshot(self, snapshot_id).pk, project=self.project, actor=request.user)
         return Response(SnapshotOut(_snapshot(self, snapshot_id)).data)
 
 

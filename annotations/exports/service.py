@@ -106,6 +106,32 @@ def create_snapshot(*, project: Project, created_by=None, name: str = "", format
     return snapshot
 
 
+class SnapshotCancelled(Exception):
+    """The snapshot was cancelled while it was being built: the build stops and leaves no files."""
+
+
+def cancel_snapshot(*, snapshot_id: int, project: Project | None = None, actor=None) -> DatasetSnapshot:
+    """Stop a pending or running snapshot: a queued build then does nothing, a running one stops at
+    its next progress mark (every ``PROGRESS_EVERY`` records) and removes what it wrote. A ready
+    snapshot is immutable and a failed one has nothing to stop: both are refused."""
+    with transaction.atomic():
+        snapshot = DatasetSnapshot.objects.select_for_update().filter(
+            pk=snapshot_id, **({"project": project} if project else {})).first()
+        if snapshot is None:
+            raise NotFound(f"No snapshot {snapshot_id}.")
+        if snapshot.status == DatasetSnapshot.Status.CANCELLED:
+            return snapshot
+        if snapshot.status not in DatasetSnapshot.ACTIVE:
+            raise InvalidInput(f"Only a pending or running snapshot can be cancelled (this one is {snapshot.status}).",
+                               field="status")
+        DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=DatasetSnapshot.Status.CANCELLED,
+                                                              error="cancelled", finished_at=timezone.now())
+        audit.record(action=audit.Action.SNAPSHOT_CANCELLED, actor=actor, project=snapshot.project_id,
+                     target=f"snapshot {snapshot.pk}", details={"records_done": snapshot.records_done})
+        snapshot.refresh_from_db()
+    return snapshot
+
+
 def record_download(*, snapshot: DatasetSnapshot, file_name: str, actor) -> None:
     """Who took a copy of the data out, and which file."""
     with transaction.atomic():
@@ -232,10 +258,12 @@ def build_snapshot(*, snapshot_id: int, on_progress=None) -> DatasetSnapshot:
     snapshot = DatasetSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
         raise NotFound(f"No snapshot {snapshot_id}.")
-    if snapshot.status == DatasetSnapshot.Status.READY:
+    if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.CANCELLED):
         return snapshot
-    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=DatasetSnapshot.Status.RUNNING, error="",
-                                                          progress=0, records_done=0)
+    # Claimed only if nobody cancelled it since it was read.
+    if not DatasetSnapshot.objects.filter(pk=snapshot.pk, status__in=DatasetSnapshot.ACTIVE).update(
+            status=DatasetSnapshot.Status.RUNNING, error="", progress=0, records_done=0):
+        return DatasetSnapshot.objects.get(pk=snapshot.pk)
     final = snapshot_root() / str(snapshot.pk)
     work = final.parent / f".{snapshot.pk}.building"
     try:
@@ -257,20 +285,23 @@ def build_snapshot(*, snapshot_id: int, on_progress=None) -> DatasetSnapshot:
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
+    except SnapshotCancelled:
+        shutil.rmtree(work, ignore_errors=True)
+        return DatasetSnapshot.objects.get(pk=snapshot.pk)
     except Exception as exc:
         shutil.rmtree(work, ignore_errors=True)
-        DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=DatasetSnapshot.Status.FAILED,
-                                                              error=f"{type(exc).__name__}: {exc}"[:5000],
-                                                              finished_at=timezone.now())
+        DatasetSnapshot.objects.filter(pk=snapshot.pk, status=DatasetSnapshot.Status.RUNNING).update(
+            status=DatasetSnapshot.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:5000],
+            finished_at=timezone.now())
         raise
-    snapshot.files = files
-    snapshot.path = str(final)
-    snapshot.status = DatasetSnapshot.Status.READY
-    snapshot.progress = 1.0
-    snapshot.records_done = stats.records
-    snapshot.finished_at = timezone.now()
-    snapshot.save()
-    return snapshot
+    # Ready only if it is still running: a cancel that came after the last progress mark wins, and
+    # its files go.
+    done = DatasetSnapshot.objects.filter(pk=snapshot.pk, status=DatasetSnapshot.Status.RUNNING).update(
+        files=files, path=str(final), status=DatasetSnapshot.Status.READY, progress=1.0, records_done=stats.records,
+        finished_at=timezone.now(), content_sha256=snapshot.content_sha256, counts=snapshot.counts)
+    if not done:
+        shutil.rmtree(final, ignore_errors=True)
+    return DatasetSnapshot.objects.get(pk=snapshot.pk)
 
 
 def _screen(snapshot: DatasetSnapshot) -> dict:
@@ -459,11 +490,21 @@ class _ProgressWriter:
         self.db = None
 
     def __call__(self, records: int, progress: float) -> None:
+        """Record the progress; raise SnapshotCancelled if the snapshot is no longer running."""
         if self.db is None:
             self.db = connections.create_connection(DEFAULT_DB_ALIAS)
         with self.db.cursor() as cursor:
             cursor.execute(f"UPDATE {DatasetSnapshot._meta.db_table} SET records_done = %s, progress = %s "
-                           "WHERE id = %s", [records, progress, self.snapshot_id])
+                           "WHERE id = %s AND status <> %s RETURNING id",
+                           [records, progress, self.snapshot_id, DatasetSnapshot.Status.CANCELLED])
+            if cursor.fetchone() is None and self.visible():
+                raise SnapshotCancelled(self.snapshot_id)
+
+    def visible(self) -> bool:
+        """Whether this connection sees the snapshot at all (inside a test's transaction it does not)."""
+        with self.db.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {DatasetSnapshot._meta.db_table} WHERE id = %s", [self.snapshot_id])
+            return cursor.fetchone() is not None
 
     def close(self) -> None:
         if self.db is not None:

@@ -80,7 +80,8 @@ class Command(BaseCommand):
         while True:
             snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
             self._progress(snapshot.pk, snapshot.status, snapshot.records_done, snapshot.progress)
-            if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.FAILED):
+            if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.FAILED,
+                                   DatasetSnapshot.Status.CANCELLED):
                 return snapshot
             time.sleep(FOLLOW_SECONDS)
 

@@ -35,6 +35,8 @@ function init(app) {
 
   function updateSnapshot(tr, s) {
     setStatus(tr, s.status);
+    const cancel = tr.querySelector(".cancel-snapshot");
+    if (cancel && !ACTIVE.has(s.status)) cancel.remove();  // finished: nothing left to cancel
     tr.querySelector("progress").value = s.status === "ready" ? 1 : s.progress;
     tr.querySelector("[data-field=records]").textContent = `${s.records_done} record${s.records_done === 1 ? "" : "s"}`;
     setError(tr, s.error);
