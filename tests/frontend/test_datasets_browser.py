@@ -36,6 +36,7 @@ def test_engineer_makes_a_snapshot_sees_it_finish_live_and_downloads_it(page, li
     row = page.locator(f"tr[data-snapshot-id='{snapshot.pk}']")
     expect(row.locator("[data-field=status]")).to_have_text("ready", timeout=180_000)
     assert page.evaluate("window.stillTheSamePage") is True
+    expect(row.locator(".cancel-snapshot")).to_have_count(0)  # nothing left to cancel once it is ready
     snapshot.refresh_from_db()
     expect(row.locator("[data-field=hash]")).to_have_text(snapshot.content_sha256[:12])
     expect(row.locator("[data-field=rows]")).to_contain_text("sft.train 1")
