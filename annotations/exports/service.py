@@ -260,8 +260,10 @@ def build_snapshot(*, snapshot_id: int, on_progress=None) -> DatasetSnapshot:
         raise NotFound(f"No snapshot {snapshot_id}.")
     if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.CANCELLED):
         return snapshot
-    # Claimed only if nobody cancelled it since it was read.
-    if not DatasetSnapshot.objects.filter(pk=snapshot.pk, status__in=DatasetSnapshot.ACTIVE).update(
+    # Claimed unless it was cancelled (or finished) since it was read. A failed one is built again:
+    # that is the Celery retry after a lost database connection.
+    if not DatasetSnapshot.objects.filter(pk=snapshot.pk).exclude(
+            status__in=(DatasetSnapshot.Status.READY, DatasetSnapshot.Status.CANCELLED)).update(
             status=DatasetSnapshot.Status.RUNNING, error="", progress=0, records_done=0):
         return DatasetSnapshot.objects.get(pk=snapshot.pk)
     final = snapshot_root() / str(snapshot.pk)

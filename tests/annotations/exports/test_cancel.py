@@ -62,6 +62,8 @@ def test_ready_failed_and_unknown_snapshots_cannot_be_cancelled(project):
     DatasetSnapshot.objects.filter(pk=failed.pk).update(status="failed", error="boom")
     with pytest.raises(InvalidInput, match="is failed"):
         cancel_snapshot(snapshot_id=failed.pk, project=project)
+    # a failed one is still built again when its job runs again (Celery's retry after a lost database)
+    assert build_snapshot(snapshot_id=failed.pk).status == "ready"
     pending = create_snapshot(project=project)
     with pytest.raises(NotFound):
         cancel_snapshot(snapshot_id=pending.pk, project=other_project)
