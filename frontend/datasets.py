@@ -83,6 +83,7 @@ def _snapshot_row(s: DatasetSnapshot, project_id: int) -> dict:
         "id": s.pk, "name": s.name, "status": s.status, "progress": round(s.progress or 0, 4),
         "records_done": s.records_done, "records": (s.counts or {}).get("records"), "rows": rows,
         "content_sha256": s.content_sha256, "error": s.error[:300], "filters": _filters_text(s.filters),
+        "cancellable": s.status in DatasetSnapshot.ACTIVE,
         # the training files and the readable datasheet first; Parquet copies and row metadata folded away
         "files": [{"name": name, "bytes": (meta or {}).get("bytes"), "url": f"{download}?{urlencode({'file': name})}",
                    "main": name == "datasheet.md" or (name.endswith(".jsonl") and not name.endswith(".meta.jsonl"))}

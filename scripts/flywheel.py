@@ -610,11 +610,14 @@ class Flywheel:
                         out[sid] = rows[0]
                 return out
 
+            def all_finished() -> dict | None:
+                got = finished_now()
+                return got if len(got) == len(self.submissions) else None
+
             # how far the background worker got while stages 5-7 ran
             fig["finished_before_this_stage"] = len(finished_now())
-            critiques = wait_until("the critiques", lambda: (lambda got: got if len(got) == len(self.submissions)
-                                                             else None)(finished_now()),
-                                   timeout=self.args.critique_timeout, interval=3, procs=self.procs)
+            critiques = wait_until("the critiques", all_finished, timeout=self.args.critique_timeout, interval=3,
+                                   procs=self.procs)
             done = [c for c in critiques.values() if c["status"] == "done"]
             verdicts = _count(c["verdict"] for c in done)
             fig.update(submissions=len(self.submissions), critiques_done=len(done),

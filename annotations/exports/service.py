@@ -258,10 +258,9 @@ def build_snapshot(*, snapshot_id: int, on_progress=None) -> DatasetSnapshot:
     snapshot = DatasetSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
         raise NotFound(f"No snapshot {snapshot_id}.")
-    if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.CANCELLED):
-        return snapshot
-    # Claimed unless it was cancelled (or finished) since it was read. A failed one is built again:
-    # that is the Celery retry after a lost database connection.
+    # Claimed unless it is ready or cancelled (also if that happened since it was read): both are
+    # returned as they are. A failed one is built again: that is the Celery retry after a lost
+    # database connection.
     if not DatasetSnapshot.objects.filter(pk=snapshot.pk).exclude(
             status__in=(DatasetSnapshot.Status.READY, DatasetSnapshot.Status.CANCELLED)).update(
             status=DatasetSnapshot.Status.RUNNING, error="", progress=0, records_done=0):

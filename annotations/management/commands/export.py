@@ -80,8 +80,7 @@ class Command(BaseCommand):
         while True:
             snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
             self._progress(snapshot.pk, snapshot.status, snapshot.records_done, snapshot.progress)
-            if snapshot.status in (DatasetSnapshot.Status.READY, DatasetSnapshot.Status.FAILED,
-                                   DatasetSnapshot.Status.CANCELLED):
+            if snapshot.status not in DatasetSnapshot.ACTIVE:
                 return snapshot
             time.sleep(FOLLOW_SECONDS)
 
